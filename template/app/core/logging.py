@@ -1,0 +1,82 @@
+"""Structured logging: JSON lines (or console text) carrying the request id and job id."""
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import UTC, datetime
+
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+job_id_var: ContextVar[str | None] = ContextVar("job_id", default=None)
+
+# Attributes every LogRecord has; anything else was passed with `extra=` and is logged.
+_RECORD_FIELDS = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+class ContextFilter(logging.Filter):
+    """Stamps each record with the ids of the request and job it belongs to."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # Ids passed explicitly with `extra=` win over the ambient ones.
+        record.request_id = getattr(record, "request_id", None) or request_id_var.get()
+        record.job_id = getattr(record, "job_id", None) or job_id_var.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, ready for a log pipeline."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_FIELDS and value is not None:
+                entry[key] = value
+        if record.exc_info:
+            entry["exc_info"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+class ConsoleFormatter(logging.Formatter):
+    """Human-readable lines for development, ids appended when present."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        ids = [
+            f"{name}={value}"
+            for name in ("request_id", "job_id")
+            if (value := getattr(record, name, None))
+        ]
+        return f"{line} [{' '.join(ids)}]" if ids else line
+
+
+def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(ContextFilter())
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(ConsoleFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_app_handler", False)]:
+        root.removeHandler(old)
+    handler._app_handler = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+
+
+@contextmanager
+def log_context(*, request_id: str | None = None, job_id: str | None = None) -> Iterator[None]:
+    """Carry ids into every log line written inside the block (and tasks it starts)."""
+    tokens = [request_id_var.set(request_id), job_id_var.set(job_id)]
+    try:
+        yield
+    finally:
+        job_id_var.reset(tokens[1])
+        request_id_var.reset(tokens[0])

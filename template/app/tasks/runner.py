@@ -1,0 +1,78 @@
+"""The shared job wrapper: runs one attempt of a unit of work and records it on the job row."""
+
+import json
+import logging
+import time
+import traceback
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from app.core.logging import log_context
+from app.core.metrics import JOB_DURATION, JOBS
+from app.jobs.service import get_job_store
+from app.tasks.interface import PermanentError, backoff_seconds, get_task
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the backend must do next: nothing, or run the job again after `delay` seconds."""
+
+    status: Literal["succeeded", "failed", "retry"]
+    delay: float = 0.0
+
+
+def describe(exc: BaseException) -> str:
+    return "".join(traceback.format_exception_only(exc)).strip()
+
+
+async def run_attempt(
+    name: str, job_id: uuid.UUID, kwargs: dict[str, Any], request_id: str | None
+) -> Outcome:
+    """Run the unit of work once. Both backends call this; only how they wait differs."""
+    store = get_job_store()
+    with log_context(request_id=request_id, job_id=str(job_id)):
+        try:
+            task = get_task(name)
+        except PermanentError as exc:
+            await store.fail(job_id, describe(exc))
+            JOBS.labels(name, "failed").inc()
+            logger.error("job failed: %s", exc)
+            return Outcome("failed")
+        attempt = await store.start_attempt(job_id)
+        logger.info("job started", extra={"kind": name, "attempt": attempt})
+        started = time.perf_counter()
+        try:
+            result = await task(**kwargs)
+        except Exception as exc:
+            JOB_DURATION.labels(name).observe(time.perf_counter() - started)
+            error = describe(exc)
+            if isinstance(exc, PermanentError) or attempt >= task.attempts_allowed:
+                await store.fail(job_id, error)
+                JOBS.labels(name, "failed").inc()
+                logger.exception("job failed", extra={"kind": name, "attempt": attempt})
+                return Outcome("failed")
+            delay = backoff_seconds(attempt)
+            await store.retry_later(job_id, error)
+            JOBS.labels(name, "retried").inc()
+            logger.warning(
+                "job attempt failed, retrying in %.2fs: %s",
+                delay,
+                error,
+                extra={"kind": name, "attempt": attempt},
+            )
+            return Outcome("retry", delay)
+        JOB_DURATION.labels(name).observe(time.perf_counter() - started)
+        try:
+            json.dumps(result)
+        except TypeError as exc:
+            await store.fail(job_id, f"the result is not JSON-serialisable: {exc}")
+            JOBS.labels(name, "failed").inc()
+            logger.error("job failed: unserialisable result", extra={"kind": name})
+            return Outcome("failed")
+        await store.succeed(job_id, result)
+        JOBS.labels(name, "succeeded").inc()
+        logger.info("job succeeded", extra={"kind": name, "attempt": attempt})
+        return Outcome("succeeded")

@@ -1,0 +1,1 @@
+"""Tests of the service; the layout mirrors `app/`."""

@@ -1,0 +1,79 @@
+"""Units of work and routes that exist only for tests, driving the task plumbing end to end."""
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, HTTPException, status
+from pydantic import BaseModel
+
+from app.core.logging import job_id_var
+from app.jobs.service import get_job_store
+from app.main import create_app
+from app.tasks import PermanentError, TaskQueueDep, task
+
+logger = logging.getLogger("tests.sample_work")
+
+
+def current_job() -> Any:
+    job = get_job_store().get(uuid.UUID(job_id_var.get()))
+    assert job is not None
+    return job
+
+
+@task("samples.echo")
+async def echo(value: str) -> dict[str, str]:
+    """Succeeds, reporting the status its own job had while it ran."""
+    logger.info("echoing %s", value)
+    return {"echo": value, "status_while_running": current_job().status}
+
+
+@task("samples.flaky")
+def flaky(failures: int) -> int:
+    """Fails with a transient error on its first `failures` attempts (a sync unit of work)."""
+    attempt = current_job().attempts
+    if attempt <= failures:
+        raise ConnectionError(f"transient failure on attempt {attempt}")
+    return attempt
+
+
+@task("samples.permanent")
+async def permanent() -> None:
+    raise PermanentError("this input can never succeed")
+
+
+@task("samples.sleep")
+async def sleep(seconds: float) -> float:
+    await asyncio.sleep(seconds)
+    return seconds
+
+
+class Enqueued(BaseModel):
+    job_id: uuid.UUID
+    status_at_enqueue: str
+
+
+router = APIRouter(prefix="/samples")
+UNITS = {unit.name.removeprefix("samples."): unit for unit in (echo, flaky, permanent, sleep)}
+
+
+@router.post("/{name}", status_code=status.HTTP_202_ACCEPTED)
+async def enqueue_sample(name: str, kwargs: dict[str, Any], queue: TaskQueueDep) -> Enqueued:
+    job_id = await queue.enqueue(UNITS[name], **kwargs)
+    job = await asyncio.to_thread(get_job_store().get, job_id)
+    assert job is not None
+    return Enqueued(job_id=job_id, status_at_enqueue=job.status)
+
+
+@router.post("/{name}/then-fail")
+async def enqueue_then_fail(name: str, kwargs: dict[str, Any], queue: TaskQueueDep) -> None:
+    job_id = await queue.enqueue(UNITS[name], **kwargs)
+    raise HTTPException(status.HTTP_409_CONFLICT, detail={"job_id": str(job_id)})
+
+
+def create_sample_app() -> FastAPI:
+    """The real app plus the sample routes (also served by uvicorn in integration tests)."""
+    app = create_app()
+    app.include_router(router)
+    return app

@@ -1,0 +1,156 @@
+"""Shared helpers: the answer matrix read from copier.yml, and rendering with Copier."""
+
+import itertools
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from copier import run_copy
+
+ROOT = Path(__file__).resolve().parents[1]
+COPIER_YML = ROOT / "copier.yml"
+QUESTIONS: dict[str, Any] = {
+    key: value
+    for key, value in yaml.safe_load(COPIER_YML.read_text()).items()
+    if not key.startswith("_")
+}
+BASE_ANSWERS = {
+    "project_name": "Matrix Service",
+    "author_name": "Test Author",
+    "author_email": "author@example.com",
+}
+
+
+def choice_values(question: dict[str, Any]) -> list[Any]:
+    choices = question.get("choices") or []
+    return list(choices.values()) if isinstance(choices, dict) else list(choices)
+
+
+def matrix_axes() -> dict[str, list[Any]]:
+    """Every asked question that takes one of a few values, with all the values it can take."""
+    axes: dict[str, list[Any]] = {}
+    for name, question in QUESTIONS.items():
+        if question.get("when") is False:
+            continue  # derived, never asked
+        if question.get("multiselect"):
+            values = choice_values(question)
+            axes[name] = [
+                list(subset)
+                for size in range(len(values) + 1)
+                for subset in itertools.combinations(values, size)
+            ]
+        elif "choices" in question:
+            axes[name] = choice_values(question)
+        elif question.get("type") == "bool":
+            axes[name] = [True, False]
+    return axes
+
+
+@dataclass(frozen=True)
+class Combo:
+    answers: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        a = self.answers
+        scenarios = "+".join(a["scenarios"]) or "none"
+        extras = [name for name in ("include_docker", "include_ci") if a.get(name)]
+        return "-".join([a["task_backend"], scenarios, *[e.split("_")[1] for e in extras]])
+
+
+def all_combos() -> list[Combo]:
+    axes = matrix_axes()
+    return [
+        Combo({**BASE_ANSWERS, **dict(zip(axes, values, strict=True))})
+        for values in itertools.product(*axes.values())
+    ]
+
+
+def richest(backend: str) -> Combo:
+    """Every scenario, every optional file, on `backend`."""
+    axes = matrix_axes()
+    return Combo(
+        {
+            **BASE_ANSWERS,
+            **{name: values[0] for name, values in axes.items()},
+            "scenarios": max(axes["scenarios"], key=len),
+            "task_backend": backend,
+            "include_docker": True,
+            "include_ci": True,
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def template_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The working tree's template without git, so renders are fast and include local edits."""
+    snapshot = tmp_path_factory.mktemp("template")
+    shutil.copy2(COPIER_YML, snapshot / "copier.yml")
+    shutil.copytree(
+        ROOT / "template",
+        snapshot / "template",
+        ignore=shutil.ignore_patterns("__pycache__", ".ruff_cache", ".pytest_cache"),
+    )
+    return snapshot
+
+
+def render(template: Path, destination: Path, answers: dict[str, Any]) -> Path:
+    run_copy(
+        str(template),
+        str(destination),
+        data=answers,
+        defaults=True,
+        overwrite=True,
+        quiet=True,
+        unsafe=False,
+    )
+    return destination
+
+
+def tool(name: str) -> str:
+    """A command installed beside this interpreter (the dev venv), else on PATH."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else shutil.which(name) or name
+
+
+def run(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 900) -> str:
+    """Run a command; on failure, fail the test with its whole output."""
+    result = subprocess.run(
+        args,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if result.returncode != 0:
+        pytest.fail(
+            f"`{' '.join(args)}` exited {result.returncode} in {cwd}\n"
+            f"--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}",
+            pytrace=False,
+        )
+    return result.stdout
+
+
+def project_env(project: Path) -> dict[str, str]:
+    """Run the generated project's own tools from its own environment, not ours."""
+    env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
+    env["UV_PROJECT_ENVIRONMENT"] = str(project / ".venv")
+    return env
+
+
+def sync_project(project: Path) -> None:
+    """A fresh environment built from the generated pyproject.toml alone."""
+    run([tool("uv"), "sync", "--quiet"], project, project_env(project))
+
+
+def project_tool(project: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    return run(
+        [tool("uv"), "run", "--no-sync", *args], project, {**project_env(project), **(env or {})}
+    )

@@ -1,0 +1,88 @@
+"""Every combination of answers renders clean, lints clean and passes its own test suite."""
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import (
+    QUESTIONS,
+    Combo,
+    all_combos,
+    choice_values,
+    matrix_axes,
+    project_tool,
+    render,
+    run,
+    sync_project,
+    tool,
+)
+
+COMBOS = all_combos()
+JINJA_LEFTOVER = re.compile(r"\{\{|\{%|\{#")
+
+
+def test_matrix_covers_every_asked_choice_question() -> None:
+    axes = matrix_axes()
+    scenarios = choice_values(QUESTIONS["scenarios"])
+    backends = choice_values(QUESTIONS["task_backend"])
+    bools = [name for name, q in QUESTIONS.items() if q.get("type") == "bool"]
+
+    assert set(axes) == {"scenarios", "task_backend", *bools}
+    assert len(COMBOS) == 2 ** len(scenarios) * len(backends) * 2 ** len(bools)
+    assert len({combo.id for combo in COMBOS}) == len(COMBOS)
+
+
+def check_no_jinja_left(project: Path) -> None:
+    for path in project.rglob("*"):
+        if ".venv" in path.parts:
+            continue
+        relative = path.relative_to(project)
+        assert not JINJA_LEFTOVER.search(str(relative)), f"unrendered Jinja in path {relative}"
+        assert not path.name.endswith(".jinja"), f"template suffix left on {relative}"
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            match = JINJA_LEFTOVER.search(text)
+            assert not match, (
+                f"unrendered Jinja in {relative}: {text[match.start() - 40 : match.end() + 40]!r}"
+            )
+
+
+def check_config_files(project: Path, combo: Combo) -> None:
+    compose = project / "compose.yaml"
+    workflow = project / ".github" / "workflows" / "ci.yml"
+    assert compose.exists() == combo.answers["include_docker"]
+    assert (project / "Dockerfile").exists() == combo.answers["include_docker"]
+    assert workflow.exists() == combo.answers["include_ci"]
+    if compose.exists():
+        run(
+            [tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(compose)],
+            project,
+        )
+    if workflow.exists():
+        run(
+            [
+                tool("check-jsonschema"),
+                "--builtin-schema",
+                "vendor.github-workflows",
+                str(workflow),
+            ],
+            project,
+        )
+
+
+@pytest.mark.parametrize("combo", COMBOS, ids=lambda combo: combo.id)
+def test_combination_renders_lints_and_passes_its_tests(
+    combo: Combo, template_snapshot: Path, tmp_path: Path
+) -> None:
+    project = render(template_snapshot, tmp_path / "project", combo.answers)
+
+    check_no_jinja_left(project)
+    check_config_files(project, combo)
+    sync_project(project)
+    project_tool(project, "ruff", "check", ".")
+    project_tool(project, "ruff", "format", "--check", ".")
+    project_tool(project, "pytest", "-q", "-p", "no:cacheprovider")
+
+    shutil.rmtree(project)  # passing renders are not worth their disk space
