@@ -17,6 +17,9 @@ from app.tasks.runner import run_attempt
 
 logger = logging.getLogger(__name__)
 
+# Work runs inside the API process, so it shares the API's memory (e.g. an in-process cache).
+RUNS_IN_API_PROCESS = True
+
 
 async def execute(
     name: str, job_id: uuid.UUID, kwargs: dict[str, Any], request_id: str | None
