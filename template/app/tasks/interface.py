@@ -22,6 +22,10 @@ class PermanentError(Exception):
 class QueueUnavailable(Exception):
     """The backend could not accept the work (e.g. the broker is down); the job is failed."""
 
+    def __init__(self, reason: str, job_id: uuid.UUID) -> None:
+        super().__init__(reason)
+        self.job_id = job_id
+
 
 @dataclass(frozen=True)
 class Task:

@@ -42,6 +42,13 @@ async def run_attempt(
             logger.error("job failed: %s", exc)
             return Outcome("failed")
         attempt = await store.start_attempt(job_id)
+        if attempt > task.attempts_allowed:
+            # Delivered again after its process died mid-run, more often than allowed:
+            # stop here rather than loop forever on work that keeps killing workers.
+            await store.fail(job_id, f"gave up after {attempt - 1} interrupted attempts")
+            JOBS.labels(name, "failed").inc()
+            logger.error("job failed: too many interrupted attempts", extra={"kind": name})
+            return Outcome("failed")
         logger.info("job started", extra={"kind": name, "attempt": attempt})
         started = time.perf_counter()
         try:
