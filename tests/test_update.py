@@ -1,0 +1,317 @@
+"""`copier update` on a user's edited project: edits survive, template changes arrive, no conflicts."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import BASE_ANSWERS, COPIER_YML, ROOT, project_tool, run, sync_project
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Test",
+    "GIT_AUTHOR_EMAIL": "test@example.com",
+    "GIT_COMMITTER_NAME": "Test",
+    "GIT_COMMITTER_EMAIL": "test@example.com",
+}
+CONFLICT_MARKER = re.compile(r"^(<{7}|>{7}|={7})( |$)", re.MULTILINE)
+
+
+def git(cwd: Path, *args: str) -> str:
+    return run(["git", *args], cwd, {**os.environ, **GIT_ENV})
+
+
+def copier(*args: str, cwd: Path) -> str:
+    """The real command line, as a user types it."""
+    return run([sys.executable, "-m", "copier", *args], cwd)
+
+
+def assert_no_conflicts(project: Path) -> None:
+    """`copier update` exits 0 even when it leaves conflicts, so look for them ourselves."""
+    problems = []
+    for path in project.rglob("*"):
+        if ".venv" in path.parts or ".git" in path.parts or not path.is_file():
+            continue
+        if path.suffix == ".rej" or path.name.endswith(".orig"):
+            problems.append(f"leftover {path.relative_to(project)}")
+        elif CONFLICT_MARKER.search(path.read_text(errors="replace")):
+            problems.append(f"conflict markers in {path.relative_to(project)}")
+    unmerged = git(project, "ls-files", "--unmerged").strip()
+    if unmerged:
+        problems.append(f"unmerged paths:\n{unmerged}")
+    if problems:
+        pytest.fail("copier update left conflicts:\n" + "\n".join(problems), pytrace=False)
+
+
+def test_conflict_check_fails_loudly_on_markers_rej_files_and_unmerged_paths(
+    tmp_path: Path,
+) -> None:
+    git(tmp_path, "init", "-q")
+    (tmp_path / "ok.py").write_text("x = '======='  # not a marker\n")
+    assert_no_conflicts(tmp_path)
+
+    (tmp_path / "a.py").write_text(
+        "<<<<<<< before updating\nx = 1\n=======\nx = 2\n>>>>>>> after\n"
+    )
+    (tmp_path / "b.py.rej").write_text("@@ hunk @@\n")
+    with pytest.raises(pytest.fail.Exception) as failed:
+        assert_no_conflicts(tmp_path)
+
+    assert "conflict markers in a.py" in str(failed.value)
+    assert "leftover b.py.rej" in str(failed.value)
+
+
+# --- two revisions of the template ---------------------------------------------------------
+
+
+def snapshot_template(repo: Path) -> None:
+    if repo.exists():
+        shutil.rmtree(repo / "template")
+    else:
+        repo.mkdir()
+        git(repo, "init", "-q")
+    shutil.copy2(COPIER_YML, repo / "copier.yml")
+    shutil.copytree(
+        ROOT / "template",
+        repo / "template",
+        ignore=shutil.ignore_patterns("__pycache__", ".ruff_cache", ".pytest_cache"),
+    )
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def release_new_template_version(repo: Path) -> None:
+    """What a template release typically brings: a new setting, its docs, a new module."""
+    edit(
+        repo / "template/app/core/config.py",
+        "    shutdown_grace_seconds: float = Field(default=10.0, ge=0)\n",
+        "    shutdown_grace_seconds: float = Field(default=10.0, ge=0)\n"
+        "    request_timeout_seconds: float = Field(default=30.0, gt=0)\n",
+    )
+    edit(
+        repo / "template/.env.example.jinja",
+        "SHUTDOWN_GRACE_SECONDS=10\n",
+        "SHUTDOWN_GRACE_SECONDS=10\n# Upper bound on a request's own work.\nREQUEST_TIMEOUT_SECONDS=30\n",
+    )
+    (repo / "template/app/core/version.py").write_text(
+        '"""The template release this project was last updated to."""\n\nTEMPLATE_RELEASE = "0.2.0"\n'
+    )
+
+
+@pytest.fixture(scope="module")
+def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A template repository with two tagged releases: v0.1.0 (today's) and v0.2.0."""
+    repo = tmp_path_factory.mktemp("template-repo") / "template"
+    snapshot_template(repo)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "release 0.1.0")
+    git(repo, "tag", "v0.1.0")
+    release_new_template_version(repo)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "release 0.2.0")
+    git(repo, "tag", "v0.2.0")
+    return repo
+
+
+# --- a user's project ------------------------------------------------------------------------
+
+CUSTOM_ROUTER = '''"""The user's own endpoint, added after generation."""
+
+from fastapi import APIRouter
+
+router = APIRouter()
+
+
+@router.get("/custom/ping")
+def ping() -> dict[str, str]:
+    return {"pong": "yes"}
+'''
+
+CUSTOM_TEST = '''"""The user's own test."""
+
+from fastapi.testclient import TestClient
+
+
+def test_custom_ping(client: TestClient) -> None:
+    assert client.get("/custom/ping").json() == {"pong": "yes"}
+'''
+
+
+def cli_value(value: Any) -> str:
+    """An answer as `copier --data` expects it (YAML: lists in brackets, booleans lowercase)."""
+    if isinstance(value, list):
+        return "[" + ", ".join(value) + "]"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def generate(template_repo: Path, destination: Path, ref: str, **answers: Any) -> Path:
+    data = [
+        arg
+        for key, value in {**BASE_ANSWERS, **answers}.items()
+        for arg in ("--data", f"{key}={cli_value(value)}")
+    ]
+    copier(
+        "copy",
+        "--defaults",
+        "--vcs-ref",
+        ref,
+        *data,
+        str(template_repo),
+        str(destination),
+        cwd=destination.parent,
+    )
+    git(destination, "init", "-q")
+    git(destination, "add", "-A")
+    git(destination, "commit", "-qm", "generated from the template")
+    return destination
+
+
+def make_user_edits(project: Path) -> None:
+    """A new route with its test, a changed setting, an edited core module."""
+    (project / "app/custom.py").write_text(CUSTOM_ROUTER)
+    (project / "tests/test_custom.py").write_text(CUSTOM_TEST)
+    edit(
+        project / "app/main.py",
+        "    for router in ROUTERS:\n        app.include_router(router)\n",
+        "    for router in ROUTERS:\n        app.include_router(router)\n"
+        "    app.include_router(custom_router)  # ours\n",
+    )
+    edit(
+        project / "app/main.py",
+        "from app.core.router import router as ops_router\n",
+        "from app.core.router import router as ops_router\nfrom app.custom import router as custom_router\n",
+    )
+    edit(project / "app/core/config.py", 'log_level: str = "INFO"', 'log_level: str = "WARNING"')
+    edit(
+        project / "app/jobs/router.py",
+        '"""`GET /jobs/{job_id}`: the status of any piece of background work."""',
+        '"""`GET /jobs/{job_id}`: the status of any piece of background work (edited by us)."""',
+    )
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "our own changes")
+
+
+def assert_user_edits_survived(project: Path) -> None:
+    assert (project / "app/custom.py").read_text() == CUSTOM_ROUTER
+    assert "app.include_router(custom_router)  # ours" in (project / "app/main.py").read_text()
+    assert 'log_level: str = "WARNING"' in (project / "app/core/config.py").read_text()
+    assert "(edited by us)" in (project / "app/jobs/router.py").read_text()
+
+
+def assert_project_green(project: Path) -> None:
+    sync_project(project)
+    project_tool(project, "ruff", "check", ".")
+    project_tool(project, "ruff", "format", "--check", ".")
+    project_tool(project, "pytest", "-q", "-p", "no:cacheprovider")
+
+
+def answers_of(project: Path) -> dict[str, Any]:
+    return yaml.safe_load((project / ".copier-answers.yml").read_text())
+
+
+@pytest.fixture
+def user_project(template_repo: Path, tmp_path: Path) -> Callable[..., Path]:
+    def make(**answers: Any) -> Path:
+        project = generate(template_repo, tmp_path / "my-service", "v0.1.0", **answers)
+        make_user_edits(project)
+        return project
+
+    return make
+
+
+def test_update_brings_the_new_release_and_keeps_user_edits(
+    user_project: Callable[..., Path],
+) -> None:
+    project = user_project()
+
+    copier("update", "--defaults", "--vcs-ref", "v0.2.0", cwd=project)
+
+    assert_no_conflicts(project)
+    assert_user_edits_survived(project)
+    assert "request_timeout_seconds" in (project / "app/core/config.py").read_text()
+    assert "REQUEST_TIMEOUT_SECONDS=30" in (project / ".env.example").read_text()
+    assert (project / "app/core/version.py").exists()
+    assert answers_of(project)["_commit"] == "v0.2.0"
+    assert_project_green(project)
+
+
+def test_answers_file_holds_what_an_update_needs_and_no_secret(
+    user_project: Callable[..., Path], template_repo: Path
+) -> None:
+    answers = answers_of(user_project())
+
+    assert answers["_src_path"] == str(template_repo)
+    assert answers["_commit"] == "v0.1.0"
+    for question in ("project_name", "project_slug", "scenarios", "task_backend", "include_docker"):
+        assert question in answers
+    assert not [key for key in answers if re.search("password|secret|token|key", key)]
+
+
+def test_switching_backend_to_celery_and_back_keeps_the_project_green(
+    user_project: Callable[..., Path],
+) -> None:
+    project = user_project(task_backend="background_tasks")
+
+    copier(
+        "update",
+        "--defaults",
+        "--vcs-ref",
+        ":current:",
+        "--data",
+        "task_backend=celery",
+        cwd=project,
+    )
+    assert_no_conflicts(project)
+    assert (project / "app/worker.py").exists()
+    assert "celery" in (project / "pyproject.toml").read_text()
+    assert_user_edits_survived(project)
+    assert_project_green(project)
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "switched to celery")
+
+    copier(
+        "update",
+        "--defaults",
+        "--vcs-ref",
+        ":current:",
+        "--data",
+        "task_backend=background_tasks",
+        cwd=project,
+    )
+    assert_no_conflicts(project)
+    assert not (project / "app/worker.py").exists()
+    assert "celery" not in (project / "pyproject.toml").read_text()
+    assert_user_edits_survived(project)
+    assert_project_green(project)
+
+
+def test_update_over_a_dirty_tree_is_refused_and_changes_nothing(
+    user_project: Callable[..., Path],
+) -> None:
+    project = user_project()
+    (project / "app/custom.py").write_text(CUSTOM_ROUTER + "\n# work in progress\n")
+    before = {
+        p: p.read_bytes() for p in project.rglob("*") if p.is_file() and ".git" not in p.parts
+    }
+
+    result = subprocess.run(
+        [sys.executable, "-m", "copier", "update", "--defaults", "--vcs-ref", "v0.2.0"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
+
+    assert result.returncode != 0
+    assert "Destination repository is dirty; cannot continue" in result.stdout + result.stderr
+    after = {p: p.read_bytes() for p in project.rglob("*") if p.is_file() and ".git" not in p.parts}
+    assert after == before
