@@ -1,0 +1,200 @@
+"""`python -m app.bench`: what durable background work costs a request, and how fast jobs finish.
+
+Starts the service (and, on Celery, a worker) on loopback with a throwaway database, drives a
+bare endpoint and the real enqueue path from a separate load-generating process, waits for
+every job, and prints a table plus one JSON object as its last line.
+"""
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import create_engine, func, select
+
+from app.jobs.models import Job, JobStatus
+from app.tasks import RUNS_IN_API_PROCESS
+
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def wait_ready(
+    check: Any, process: subprocess.Popen[bytes], log: Path, timeout: float = 30
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if check():
+                return
+        except (httpx.HTTPError, OSError):
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            sys.exit(f"benchmark process failed to start:\n{log.read_text(errors='replace')}")
+        time.sleep(0.05)
+
+
+def load(url: str, concurrency: int, duration: float, method: str = "POST") -> dict[str, Any]:
+    """Drive `url` from a separate process, so client and server don't share a core's loop."""
+    out = subprocess.run(
+        [PYTHON, "-m", "app.bench.loadgen", url, "--method", method]
+        + ["--concurrency", str(concurrency), "--duration", str(duration)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return json.loads(out)
+
+
+def wait_for_jobs(database_url: str, submitted: int, timeout: float) -> dict[str, Any]:
+    engine = create_engine(database_url)
+    deadline = time.monotonic() + timeout
+    query = select(Job.status, func.count()).where(Job.kind == "bench.noop").group_by(Job.status)
+    while True:
+        with engine.connect() as conn:
+            counts = dict(conn.execute(query).all())
+        done = counts.get(JobStatus.SUCCEEDED, 0) + counts.get(JobStatus.FAILED, 0)
+        if done >= submitted or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    with engine.connect() as conn:
+        first, last = conn.execute(
+            select(func.min(Job.created_at), func.max(Job.updated_at)).where(
+                Job.kind == "bench.noop", Job.status == JobStatus.SUCCEEDED
+            )
+        ).one()
+    engine.dispose()
+    succeeded = counts.get(JobStatus.SUCCEEDED, 0)
+    span = (last - first).total_seconds() if first and last else 0.0
+    return {
+        "succeeded": succeeded,
+        "failed": counts.get(JobStatus.FAILED, 0),
+        "jobs_per_s": succeeded / span if span else 0.0,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per phase")
+    parser.add_argument("--concurrency", type=int, default=16, help="open connections")
+    parser.add_argument(
+        "--smoke", action="store_true", help="a one-second run that checks it works"
+    )
+    parser.add_argument("--workers", type=int, default=1, help="Celery worker processes")
+    args = parser.parse_args()
+    if args.smoke:
+        args.duration, args.concurrency = 1.0, 4
+
+    workdir = Path(tempfile.mkdtemp(prefix="app-bench-"))
+    database_url = os.environ.get("BENCH_DATABASE_URL", f"sqlite:///{workdir / 'bench.db'}")
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
+        "CELERY_QUEUE": f"bench-{uuid.uuid4().hex[:8]}",
+    }
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        # The load generator's own ceiling, against a server that answers instantly.
+        port = free_port()
+        log = workdir / "instant.log"
+        instant = start([PYTHON, "-m", "app.bench.loadgen", "--serve", str(port)], env, log)
+        processes.append(instant)
+        wait_ready(lambda: "ready" in log.read_text(), instant, log)
+        ceiling = load(f"http://127.0.0.1:{port}/", args.concurrency, args.duration)
+        instant.terminate()
+
+        if not RUNS_IN_API_PROCESS:
+            log = workdir / "worker.log"
+            worker = start(
+                [PYTHON, "-m", "celery", "-A", "app.worker", "worker", "--include", "app.bench.app"]
+                + ["--concurrency", str(args.workers), "--loglevel", "WARNING"]
+                + ["--without-gossip", "--without-mingle"],
+                env,
+                log,
+            )
+            processes.append(worker)
+
+        port = free_port()
+        log = workdir / "api.log"
+        api = start(
+            [PYTHON, "-m", "uvicorn", "app.bench.app:create_bench_app", "--factory"]
+            + ["--port", str(port), "--log-level", "warning", "--no-access-log"],
+            env,
+            log,
+        )
+        processes.append(api)
+        base = f"http://127.0.0.1:{port}"
+        wait_ready(lambda: httpx.get(f"{base}/health", timeout=1).status_code == 200, api, log)
+
+        bare = load(f"{base}/bench/bare", args.concurrency, args.duration)
+        enqueue = load(f"{base}/bench/enqueue", args.concurrency, args.duration)
+        submitted = enqueue["statuses"].get("202", 0)
+        jobs = wait_for_jobs(database_url, submitted, timeout=max(60, args.duration * 10))
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    result = {
+        "backend": "background_tasks" if RUNS_IN_API_PROCESS else "celery",
+        "concurrency": args.concurrency,
+        "duration_s": args.duration,
+        "loadgen_ceiling_rps": round(ceiling["rps"], 1),
+        "bare_rps": round(bare["rps"], 1),
+        "enqueue_rps": round(enqueue["rps"], 1),
+        "ratio": round(enqueue["rps"] / bare["rps"], 3) if bare["rps"] else 0.0,
+        "bare_p50_ms": round(bare["p50_ms"], 2),
+        "bare_p99_ms": round(bare["p99_ms"], 2),
+        "enqueue_p50_ms": round(enqueue["p50_ms"], 2),
+        "enqueue_p99_ms": round(enqueue["p99_ms"], 2),
+        "jobs_per_s": round(jobs["jobs_per_s"], 1),
+        "submitted": submitted,
+        "succeeded": jobs["succeeded"],
+        "failed": jobs["failed"],
+        "lost": submitted - jobs["succeeded"] - jobs["failed"],
+        "errors": sum(n for code, n in enqueue["statuses"].items() if code != "202"),
+    }
+    rows = [
+        ("load generator ceiling", ceiling["rps"], ceiling["p50_ms"], ceiling["p99_ms"]),
+        ("bare endpoint", bare["rps"], bare["p50_ms"], bare["p99_ms"]),
+        ("enqueue (durable job)", enqueue["rps"], enqueue["p50_ms"], enqueue["p99_ms"]),
+    ]
+    print(f"{'':24} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
+    for name, rps, p50, p99 in rows:
+        print(f"{name:24} {rps:10.1f} {p50:8.2f} {p99:8.2f}")
+    print(
+        f"enqueue/bare = {result['ratio']:.2f}; jobs {result['succeeded']}/{submitted} succeeded"
+        f" at {result['jobs_per_s']:.0f}/s; lost {result['lost']}"
+    )
+    print(json.dumps(result))
+    if result["lost"] or result["failed"]:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

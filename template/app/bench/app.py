@@ -1,0 +1,30 @@
+"""The app under benchmark: the real service plus a bare endpoint and a no-op unit of work."""
+
+from fastapi import APIRouter, FastAPI, status
+
+from app.main import create_app
+from app.tasks import TaskQueueDep, task
+
+
+@task("bench.noop")
+async def noop() -> None:
+    """Does nothing, so what is measured is the job plumbing itself."""
+
+
+router = APIRouter(prefix="/bench")
+
+
+@router.post("/bare")
+async def bare() -> dict[str, bool]:
+    return {"ok": True}
+
+
+@router.post("/enqueue", status_code=status.HTTP_202_ACCEPTED)
+async def enqueue(queue: TaskQueueDep) -> dict[str, str]:
+    return {"job_id": str(await queue.enqueue(noop))}
+
+
+def create_bench_app() -> FastAPI:
+    app = create_app()
+    app.include_router(router)
+    return app
