@@ -55,8 +55,10 @@ def wait_ready(
 def load(url: str, concurrency: int, duration: float, method: str = "POST") -> dict[str, Any]:
     """Drive `url` from a separate process, so client and server don't share a core's loop."""
     out = subprocess.run(
-        [PYTHON, "-m", "app.bench.loadgen", url, "--method", method]
-        + ["--concurrency", str(concurrency), "--duration", str(duration)],
+        [
+            *(PYTHON, "-m", "app.bench.loadgen", url, "--method", method),
+            *("--concurrency", str(concurrency), "--duration", str(duration)),
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -127,9 +129,11 @@ def main() -> None:
         if not RUNS_IN_API_PROCESS:
             log = workdir / "worker.log"
             worker = start(
-                [PYTHON, "-m", "celery", "-A", "app.worker", "worker", "--include", "app.bench.app"]
-                + ["--concurrency", str(args.workers), "--loglevel", "WARNING"]
-                + ["--without-gossip", "--without-mingle"],
+                [
+                    *(PYTHON, "-m", "celery", "-A", "app.worker", "worker"),
+                    *("--include", "app.bench.app", "--concurrency", str(args.workers)),
+                    *("--loglevel", "WARNING", "--without-gossip", "--without-mingle"),
+                ],
                 env,
                 log,
             )
@@ -138,8 +142,10 @@ def main() -> None:
         port = free_port()
         log = workdir / "api.log"
         api = start(
-            [PYTHON, "-m", "uvicorn", "app.bench.app:create_bench_app", "--factory"]
-            + ["--port", str(port), "--log-level", "warning", "--no-access-log"],
+            [
+                *(PYTHON, "-m", "uvicorn", "app.bench.app:create_bench_app", "--factory"),
+                *("--port", str(port), "--log-level", "warning", "--no-access-log"),
+            ],
             env,
             log,
         )

@@ -1,0 +1,23 @@
+"""The `users` table: who signed up, and whether their welcome email went out."""
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import DateTime, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core.database import Base
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Stored lowercased; the unique constraint (not a pre-check) is what stops two
+    # concurrent sign-ups with the same address, so it holds under any race.
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    welcome_email_job_id: Mapped[uuid.UUID | None]
+    # Set once the SMTP server accepted the welcome email; a rerun of the job skips it.
+    welcome_email_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

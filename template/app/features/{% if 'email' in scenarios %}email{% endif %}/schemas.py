@@ -1,0 +1,38 @@
+"""Request and response bodies of `/users`."""
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, StringConstraints
+
+# Lowercased so "Ada@Example.com" and "ada@example.com" are one account.
+NormalisedEmail = Annotated[EmailStr, AfterValidator(str.lower)]
+# No control characters: the name goes into the Subject header and the email body.
+PersonName = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$"
+    ),
+]
+
+# Stored in UTC; SQLite hands datetimes back without their zone, so put it back.
+UtcDatetime = Annotated[
+    datetime, AfterValidator(lambda moment: moment.replace(tzinfo=moment.tzinfo or UTC))
+]
+
+
+class UserCreate(BaseModel):
+    email: NormalisedEmail
+    name: PersonName
+
+
+class UserRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    email: str
+    name: str
+    welcome_email_job_id: uuid.UUID | None
+    welcome_email_sent_at: UtcDatetime | None
+    created_at: UtcDatetime

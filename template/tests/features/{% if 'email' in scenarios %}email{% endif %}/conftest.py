@@ -1,0 +1,118 @@
+"""A real SMTP server (aiosmtpd) on loopback that captures what the service sends."""
+
+import socket
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from app.features.email.config import get_email_settings
+
+SENDER = "Test Service <welcome@service.example>"
+
+
+def free_port() -> int:
+    """A port nothing listens on (aiosmtpd's `Controller(port=0)` cannot report its port)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message the server accepted: the SMTP envelope and the parsed message."""
+
+    mail_from: str
+    rcpt_tos: list[str]
+    message: EmailMessage
+
+    def part(self, content_type: str) -> str:
+        body = self.message.get_body(preferencelist=(content_type.split("/")[1],))
+        assert body is not None and body.get_content_type() == content_type
+        return body.get_content()
+
+
+class SmtpServer:
+    """aiosmtpd in a thread. Scripted replies are given, in order, before it accepts again."""
+
+    def __init__(self, **smtp_options: Any) -> None:
+        self.deliveries: list[Delivery] = []
+        self.data_replies: deque[str] = deque()
+        self.rcpt_replies: deque[str] = deque()
+        self.port = free_port()
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port, **smtp_options)
+
+    def __enter__(self) -> "SmtpServer":
+        self.controller.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.controller.stop()
+
+    async def handle_RCPT(
+        self, _server: Any, _session: Any, envelope: Any, address: str, _options: list[str]
+    ) -> str:
+        if self.rcpt_replies:
+            return self.rcpt_replies.popleft()
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
+        if self.data_replies:
+            return self.data_replies.popleft()
+        message = message_from_bytes(envelope.content, policy=policy.default)
+        assert isinstance(message, EmailMessage)
+        self.deliveries.append(Delivery(envelope.mail_from, list(envelope.rcpt_tos), message))
+        return "250 Message accepted for delivery"
+
+
+def point_smtp_at(monkeypatch: pytest.MonkeyPatch, port: int, **env: str) -> None:
+    for name, value in {
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(port),
+        "SMTP_TIMEOUT_SECONDS": "5",
+        "EMAIL_FROM": SENDER,
+        **env,
+    }.items():
+        monkeypatch.setenv(name, value)
+    get_email_settings.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def no_stray_email(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Unless a test picks a server, mail goes to a closed port, never to a real :1025 sink."""
+    point_smtp_at(monkeypatch, free_port())
+    yield
+    get_email_settings.cache_clear()
+
+
+@pytest.fixture
+def smtp_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpServer]:
+    """A capturing SMTP server the service is configured to send through."""
+    with SmtpServer() as server:
+        point_smtp_at(monkeypatch, server.port)
+        yield server
+
+
+@pytest.fixture
+def smtp_down(monkeypatch: pytest.MonkeyPatch) -> int:
+    """The service points at a closed port: every connection is refused."""
+    port = free_port()
+    point_smtp_at(monkeypatch, port)
+    return port
+
+
+@pytest.fixture
+def smtp_silent(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    """A server that accepts the connection and then never says a word."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()  # the kernel completes the handshake; nobody ever answers
+        port = listener.getsockname()[1]
+        point_smtp_at(monkeypatch, port, SMTP_TIMEOUT_SECONDS="0.5")
+        yield port

@@ -1,0 +1,43 @@
+"""Email settings: names of the variables, blank values, and TLS modes that exclude each other."""
+
+import pytest
+from pydantic import ValidationError
+
+from app.features.email.config import EmailSettings
+
+
+def test_settings_come_from_smtp_variables_and_email_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "SMTP_HOST": "mail.example.com",
+        "SMTP_PORT": "587",
+        "SMTP_USERNAME": "mailer",
+        "SMTP_PASSWORD": "s3cret",
+        "SMTP_STARTTLS": "true",
+        "SMTP_TIMEOUT_SECONDS": "3",
+        "EMAIL_FROM": "Team <team@example.com>",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+    settings = EmailSettings()
+
+    assert (settings.host, settings.port, settings.username) == ("mail.example.com", 587, "mailer")
+    assert settings.password is not None and settings.password.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(settings)
+    assert settings.starttls and not settings.use_tls
+    assert settings.timeout_seconds == 3
+    assert settings.email_from == "Team <team@example.com>"
+
+
+def test_blank_credentials_mean_no_login(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMTP_USERNAME", "")
+    monkeypatch.setenv("SMTP_PASSWORD", "")
+
+    settings = EmailSettings()
+
+    assert settings.username is None
+    assert settings.password is None
+
+
+def test_starttls_and_implicit_tls_together_are_refused() -> None:
+    with pytest.raises(ValidationError, match="SMTP_STARTTLS and SMTP_USE_TLS are exclusive"):
+        EmailSettings(starttls=True, use_tls=True)

@@ -1,0 +1,104 @@
+"""`POST /users` and `GET /users/{id}`: status codes, headers, bodies, and what gets scheduled."""
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from app.core.database import session_scope
+from app.jobs.models import Job
+from tests.features.email.conftest import SmtpServer
+
+Wait = Callable[..., dict[str, Any]]
+ADA = {"email": "Ada@Example.com", "name": "Ada Lovelace"}
+
+
+def count_jobs() -> int:
+    with session_scope() as session:
+        return session.scalar(select(func.count()).select_from(Job)) or 0
+
+
+def test_registering_answers_201_with_location_and_the_welcome_job(
+    client: TestClient, smtp_server: SmtpServer, wait_for_job: Wait
+) -> None:
+    response = client.post("/users", json=ADA)
+
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert response.headers["location"] == f"/users/{body['id']}"
+    assert body["email"] == "ada@example.com"  # lowercased
+    assert body["name"] == "Ada Lovelace"
+    job = wait_for_job(body["welcome_email_job_id"])
+    assert job["kind"] == "email.send_welcome"
+    assert job["status"] == "succeeded"
+
+
+def test_registered_user_reads_back_with_the_welcome_email_marked_sent(
+    client: TestClient, smtp_server: SmtpServer, wait_for_job: Wait
+) -> None:
+    created = client.post("/users", json=ADA).json()
+    wait_for_job(created["welcome_email_job_id"])
+
+    response = client.get(f"/users/{created['id']}")
+
+    assert response.status_code == 200
+    user = response.json()
+    assert user["id"] == created["id"]
+    assert user["email"] == "ada@example.com"
+    assert user["welcome_email_job_id"] == created["welcome_email_job_id"]
+    sent_at = datetime.fromisoformat(user["welcome_email_sent_at"])
+    assert sent_at.tzinfo is not None  # UTC on every database, SQLite included
+    assert sent_at >= datetime.fromisoformat(user["created_at"])
+
+
+def test_unknown_user_is_404(client: TestClient) -> None:
+    response = client.get("/users/12345")
+
+    assert response.status_code == 404
+    assert "not found" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("user_id", ["abc", "0", str(2**63)])
+def test_malformed_user_id_is_422(client: TestClient, user_id: str) -> None:
+    assert client.get(f"/users/{user_id}").status_code == 422
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"email": "not-an-email", "name": "Ada"},
+        {"email": "ada@", "name": "Ada"},
+        {"email": "ada@example.com", "name": "   "},
+        {"email": "ada@example.com", "name": "Ada\r\nBcc: everyone@example.com"},
+        {"email": "ada@example.com", "name": "A" * 101},
+        {"email": "ada@example.com"},
+    ],
+    ids=["no-at", "no-domain", "blank-name", "header-injection", "long-name", "no-name"],
+)
+def test_invalid_input_is_422_and_schedules_nothing(
+    client: TestClient, smtp_server: SmtpServer, payload: dict[str, str]
+) -> None:
+    response = client.post("/users", json=payload)
+
+    assert response.status_code == 422
+    assert response.json()["detail"]
+    assert count_jobs() == 0
+    assert smtp_server.deliveries == []
+
+
+def test_same_email_in_another_case_is_409_and_sends_no_second_email(
+    client: TestClient, smtp_server: SmtpServer, wait_for_job: Wait
+) -> None:
+    first = client.post("/users", json=ADA).json()
+    wait_for_job(first["welcome_email_job_id"])
+
+    again = client.post("/users", json={"email": "ADA@example.COM", "name": "Someone Else"})
+
+    assert again.status_code == 409
+    assert "ada@example.com" in again.json()["detail"]
+    assert count_jobs() == 1
+    assert len(smtp_server.deliveries) == 1
+    assert client.get(f"/users/{first['id']}").json()["name"] == "Ada Lovelace"

@@ -1,0 +1,201 @@
+"""The welcome email job end to end, through the task backend, against a real SMTP server."""
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
+
+from app.core.config import get_settings
+from app.features.email import service
+from app.features.email.tasks import send_welcome
+from app.tasks import PermanentError
+from tests.features.email.conftest import SENDER, SmtpServer
+
+Wait = Callable[..., dict[str, Any]]
+ADA = {"email": "ada@example.com", "name": "Ada Lovelace"}
+
+
+def register(client: TestClient, **fields: str) -> dict[str, Any]:
+    response = client.post("/users", json={**ADA, **fields})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def counter(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, {"template": "welcome", **labels}) or 0.0
+
+
+def test_welcome_email_reaches_the_server_with_both_parts(
+    client: TestClient, smtp_server: SmtpServer, wait_for_job: Wait
+) -> None:
+    user = register(client)
+    job = wait_for_job(user["welcome_email_job_id"])
+
+    assert job["status"] == "succeeded", job["error"]
+    assert job["attempts"] == 1
+    [delivery] = smtp_server.deliveries
+    assert delivery.rcpt_tos == ["ada@example.com"]
+    assert delivery.mail_from == "welcome@service.example"
+    assert delivery.message["To"] == "ada@example.com"
+    assert delivery.message["From"] == SENDER
+    assert delivery.message["Subject"] == "Welcome aboard, Ada Lovelace!"
+    assert delivery.message["Message-ID"] == job["result"]["message_id"]
+    assert "Hello Ada Lovelace," in delivery.part("text/plain")
+    assert "<h1>Hello Ada Lovelace,</h1>" in delivery.part("text/html")
+
+
+def test_a_name_with_markup_arrives_escaped_in_the_html_part_only(
+    client: TestClient, smtp_server: SmtpServer, wait_for_job: Wait
+) -> None:
+    user = register(client, name="<script>alert(1)</script>")
+    wait_for_job(user["welcome_email_job_id"])
+
+    [delivery] = smtp_server.deliveries
+    html = delivery.part("text/html")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<script>" not in html
+    assert "Hello <script>alert(1)</script>," in delivery.part("text/plain")
+
+
+def test_a_4xx_reply_is_retried_and_the_email_delivered_once(
+    client: TestClient, smtp_server: SmtpServer, wait_for_job: Wait
+) -> None:
+    smtp_server.data_replies.append("451 4.3.0 Mail server temporarily busy")
+
+    job = wait_for_job(register(client)["welcome_email_job_id"])
+
+    assert job["status"] == "succeeded"
+    assert job["attempts"] == 2
+    assert len(smtp_server.deliveries) == 1
+
+
+@pytest.mark.parametrize(
+    ("stage", "reply"),
+    [("rcpt", "550 5.1.1 No such mailbox here"), ("data", "554 5.7.1 Message refused as spam")],
+)
+def test_a_5xx_reply_fails_the_job_at_once_with_the_server_reply(
+    client: TestClient, smtp_server: SmtpServer, wait_for_job: Wait, stage: str, reply: str
+) -> None:
+    getattr(smtp_server, f"{stage}_replies").append(reply)
+    failed_before = counter("emails_failed_total", reason="permanent")
+
+    job = wait_for_job(register(client)["welcome_email_job_id"])
+
+    assert job["status"] == "failed"
+    assert job["attempts"] == 1
+    assert f"SMTP server rejected the message: {reply}" in job["error"]
+    assert smtp_server.deliveries == []
+    assert counter("emails_failed_total", reason="permanent") == failed_before + 1
+
+
+def slowest_health_check_until_done(
+    client: TestClient, pending: "Future[httpx.Response]", wait_for_job: Wait
+) -> tuple[float, dict[str, Any]]:
+    """Probe `GET /health` until the registration answered and its job finished."""
+    slowest = 0.0
+    while not pending.done():
+        started = time.perf_counter()
+        assert client.get("/health").status_code == 200
+        slowest = max(slowest, time.perf_counter() - started)
+        time.sleep(0.02)
+    job = wait_for_job(pending.result().json()["welcome_email_job_id"])
+    return slowest, job
+
+
+def test_server_down_fails_after_every_attempt_while_the_api_keeps_answering(
+    client: TestClient, smtp_down: int, wait_for_job: Wait, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Slower retries, so the API is probed while the job is between attempts too.
+    monkeypatch.setattr(get_settings(), "job_retry_base_seconds", 0.2)
+    monkeypatch.setattr(get_settings(), "job_retry_max_seconds", 0.4)
+    failed_before = counter("emails_failed_total", reason="transient")
+
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(client.post, "/users", json=ADA)
+        slowest, job = slowest_health_check_until_done(client, pending, wait_for_job)
+
+    assert job["status"] == "failed"
+    assert job["attempts"] == get_settings().job_max_attempts == 3
+    assert f"port {smtp_down}" in job["error"]
+    assert counter("emails_failed_total", reason="transient") == failed_before + 3
+    assert slowest < 0.5
+    assert (
+        client.get(f"/users/{pending.result().json()['id']}").json()["welcome_email_sent_at"]
+        is None
+    )
+
+
+def test_a_silent_server_times_out_without_stalling_the_api(
+    client: TestClient, smtp_silent: int, wait_for_job: Wait, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(get_settings(), "job_max_attempts", 2)
+
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(client.post, "/users", json=ADA)
+        slowest, job = slowest_health_check_until_done(client, pending, wait_for_job)
+
+    assert job["status"] == "failed"
+    assert job["attempts"] == 2
+    assert "Timeout" in job["error"]
+    assert slowest < 0.4  # each attempt waits 0.5 s on the server, never on the event loop
+
+
+def test_a_rerun_after_delivery_sends_nothing(
+    client: TestClient, smtp_server: SmtpServer, wait_for_job: Wait
+) -> None:
+    user = register(client)
+    wait_for_job(user["welcome_email_job_id"])
+
+    # A redelivered or resumed job runs the unit of work again.
+    result = asyncio.run(send_welcome(user_id=user["id"]))
+
+    assert result == {"to": "ada@example.com", "already_sent": True}
+    assert len(smtp_server.deliveries) == 1
+
+
+def test_a_failure_between_smtp_accept_and_the_db_write_resends_with_the_same_message_id(
+    client: TestClient,
+    smtp_server: SmtpServer,
+    wait_for_job: Wait,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The documented at-least-once window: the server took the message, the record did not stick.
+    record = service.mark_welcome_email_sent
+    calls: list[int] = []
+
+    def lose_first_record(user_id: int) -> Any:
+        calls.append(user_id)
+        if len(calls) == 1:
+            raise ConnectionError("database went away")
+        return record(user_id)
+
+    monkeypatch.setattr(service, "mark_welcome_email_sent", lose_first_record)
+
+    job = wait_for_job(register(client)["welcome_email_job_id"])
+
+    assert job["status"] == "succeeded"
+    assert job["attempts"] == 2
+    first, second = smtp_server.deliveries
+    assert first.message["Message-ID"] == second.message["Message-ID"]
+
+
+def test_a_job_for_a_missing_user_fails_permanently(client: TestClient) -> None:
+    with pytest.raises(PermanentError, match="user 999 does not exist"):
+        asyncio.run(send_welcome(user_id=999))
+
+
+def test_sent_emails_are_counted(
+    client: TestClient, smtp_server: SmtpServer, wait_for_job: Wait
+) -> None:
+    sent_before = counter("emails_sent_total")
+
+    wait_for_job(register(client)["welcome_email_job_id"])
+
+    assert counter("emails_sent_total") == sent_before + 1
+    assert 'emails_sent_total{template="welcome"}' in client.get("/metrics").text
