@@ -20,8 +20,8 @@ class CacheUnavailable(Exception):
     """The cache could not be reached: readers fall back to the database, jobs retry."""
 
 
-class CacheMisconfigured(RuntimeError):
-    """The configured cache cannot work with the chosen task backend."""
+class CacheMisconfigured(tasks.PermanentError):
+    """The configured cache cannot work with the chosen task backend (retrying cannot help)."""
 
 
 class Cache(Protocol):
@@ -190,6 +190,7 @@ def memory_cache() -> MemoryCache:
 async def open_cache() -> AsyncIterator[Cache]:
     """The cache at CACHE_URL; a Redis client is bound to the event loop that opened it."""
     settings = get_cache_settings()
+    check_cache_placement(settings)  # in the API at start-up, and in each job of a worker
     cache: Cache = memory_cache() if settings.in_memory else RedisCache(connect_redis(settings.url))
     try:
         yield cache

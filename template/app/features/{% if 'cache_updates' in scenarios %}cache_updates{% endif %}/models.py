@@ -2,7 +2,7 @@
 
 from decimal import Decimal
 
-from sqlalchemy import String
+from sqlalchemy import BigInteger, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.database import Base
@@ -14,7 +14,7 @@ class Item(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     # Money as integer cents: exact on every database (SQLite has no decimal type).
-    price_cents: Mapped[int]
+    price_cents: Mapped[int] = mapped_column(BigInteger)
     # Incremented by every write; cache writes compare it so an older value never wins.
     version: Mapped[int] = mapped_column(default=1)
 

@@ -4,12 +4,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response, status
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 
 from app.features.cache_updates import service
-from app.features.cache_updates.cache import Cache, check_cache_placement, open_cache
-from app.features.cache_updates.config import get_cache_settings
+from app.features.cache_updates.cache import Cache, open_cache
 from app.features.cache_updates.schemas import ItemIn, ItemRead, ItemStats, ItemWritten
 from app.features.cache_updates.tasks import refresh_item, refresh_stats
 from app.tasks import TaskQueueDep
@@ -17,12 +16,11 @@ from app.tasks import TaskQueueDep
 
 @asynccontextmanager
 async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-    """Refuse a cache the workers cannot update, then share one cache client across requests.
+    """Refuse a cache the workers cannot update (see `open_cache`), else share one client.
 
     FastAPI runs a router's lifespan inside the app's (after settings, logging and the
     database are ready), so the feature brings its own start-up without touching main.py.
     """
-    check_cache_placement(get_cache_settings())
     async with open_cache() as cache:
         yield {"items_cache": cache}
 
@@ -35,6 +33,8 @@ def get_cache(request: Request) -> Cache:
 
 
 CacheDep = Annotated[Cache, Depends(get_cache)]
+# Ids are 32-bit on PostgreSQL: a larger one is a client mistake (422), not a database error.
+ItemId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 NOT_FOUND = {404: {"description": "Unknown item"}}
 CACHE_HEADER = "X-Cache"
 
@@ -60,7 +60,7 @@ async def read_stats(response: Response, cache: CacheDep) -> ItemStats:
 
 
 @router.get("/{item_id}", responses=NOT_FOUND)
-async def read_item(item_id: int, response: Response, cache: CacheDep) -> ItemRead:
+async def read_item(item_id: ItemId, response: Response, cache: CacheDep) -> ItemRead:
     item, hit = await service.read_item(cache, item_id)
     if item is None:
         raise not_found(item_id)
@@ -69,7 +69,7 @@ async def read_item(item_id: int, response: Response, cache: CacheDep) -> ItemRe
 
 
 @router.put("/{item_id}", responses=NOT_FOUND)
-async def update_item(item_id: int, body: ItemIn, queue: TaskQueueDep) -> ItemWritten:
+async def update_item(item_id: ItemId, body: ItemIn, queue: TaskQueueDep) -> ItemWritten:
     """Write to the database and answer; the cached item and stats are refreshed after."""
     item = await run_in_threadpool(service.update_item, item_id, body)
     if item is None:

@@ -15,7 +15,9 @@ from app.features.cache_updates.cache import (
     check_cache_placement,
     open_cache,
 )
-from app.features.cache_updates.config import CacheSettings
+from app.features.cache_updates.config import CacheSettings, get_cache_settings
+from app.features.cache_updates.tasks import refresh_stats
+from app.tasks import PermanentError
 from tests.sample_work import create_sample_app
 
 T = TypeVar("T")
@@ -115,10 +117,20 @@ def test_the_service_refuses_to_start_with_a_cache_its_workers_cannot_reach(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(app.tasks, "RUNS_IN_API_PROCESS", False)
-    monkeypatch.setattr(
-        "app.features.cache_updates.router.get_cache_settings",
-        lambda: CacheSettings(url="memory://"),
-    )
+    monkeypatch.setenv("CACHE_URL", "memory://")
+    get_cache_settings.cache_clear()
 
     with pytest.raises(CacheMisconfigured), TestClient(create_sample_app()):
         pass
+
+
+def test_a_worker_left_on_memory_fails_its_refresh_jobs_permanently(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The API may be on Redis while a worker's environment lacks CACHE_URL."""
+    monkeypatch.setattr(app.tasks, "RUNS_IN_API_PROCESS", False)
+    monkeypatch.setenv("CACHE_URL", "memory://")
+    get_cache_settings.cache_clear()
+
+    with pytest.raises(PermanentError, match="CACHE_URL=redis://localhost:6379/1"):
+        asyncio.run(refresh_stats())

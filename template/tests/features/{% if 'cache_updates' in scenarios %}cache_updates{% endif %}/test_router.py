@@ -144,8 +144,10 @@ def test_invalid_body_is_422(client: TestClient, create_item: Create, body: dict
     assert client.put(f"/items/{item['id']}", json=body).status_code == 422
 
 
-def test_malformed_id_is_422(client: TestClient) -> None:
-    assert client.get("/items/not-a-number").status_code == 422
+@pytest.mark.parametrize("item_id", ["not-a-number", "0", str(2**63)])
+def test_malformed_or_out_of_range_id_is_422(client: TestClient, item_id: str) -> None:
+    assert client.get(f"/items/{item_id}").status_code == 422
+    assert client.put(f"/items/{item_id}", json={"name": "Lamp", "price": 1}).status_code == 422
 
 
 def sample(name: str, **labels: str) -> float:
