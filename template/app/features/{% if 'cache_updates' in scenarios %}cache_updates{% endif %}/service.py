@@ -182,8 +182,7 @@ async def compute_stats_once(cache: Cache, key: str) -> ItemStats:
 
 
 async def refresh(cache: Cache, entry: Entry, key: str, value: ItemRead | ItemStats) -> bool:
-    """Write a fresh value unless the cache holds this version or newer; errors propagate
-    so the job is retried."""
+    """Write a fresh value unless the cache holds this version or newer (errors: job retried)."""
     stored = await cache.set_if_newer(
         key, value.model_dump(mode="json"), value.version, entry_ttl()
     )
