@@ -7,7 +7,7 @@ import pytest
 
 from tests.integration.conftest import Process, wait_for_final
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("workers")]
+pytestmark = pytest.mark.integration
 
 
 def test_enqueued_work_completes_and_is_recorded_in_postgres(

@@ -1,0 +1,47 @@
+"""Settings of the cache_updates scenario, read from `CACHE_*` environment variables."""
+
+from functools import lru_cache
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SCHEMES = ("memory", "redis", "rediss", "unix")
+
+
+class CacheSettings(BaseSettings):
+    """Where the cache lives and how long its entries stay."""
+
+    model_config = SettingsConfigDict(env_prefix="CACHE_", env_file=".env", extra="ignore")
+
+    # memory:// is right for ONE process running its own background work; anything else
+    # (Celery workers, several API processes) must share a Redis: redis://host:6379/1.
+    url: str = "memory://"
+    ttl_seconds: float = Field(default=300.0, gt=0)
+    # Each entry lives up to this fraction longer, at random, so entries written
+    # together do not all expire (and miss) together.
+    ttl_jitter: float = Field(default=0.1, ge=0, le=1)
+    # Keys start with this, so several services (or test runs) can share one Redis.
+    key_prefix: str = "cache_updates:"
+    # How long one reader may compute the stats before another reader may take over.
+    lock_seconds: float = Field(default=30.0, gt=0)
+    # memory:// only: the oldest entries are dropped beyond this many.
+    max_entries: int = Field(default=10_000, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        if url.partition("://")[0] not in SCHEMES or "://" not in url:
+            raise ValueError(
+                f"unsupported cache URL {url!r}: use memory:// (one process) "
+                "or a Redis URL such as redis://localhost:6379/1"
+            )
+        return url
+
+    @property
+    def in_memory(self) -> bool:
+        return self.url.startswith("memory://")
+
+
+@lru_cache
+def get_cache_settings() -> CacheSettings:
+    return CacheSettings()

@@ -1,0 +1,78 @@
+"""`/items`: create, read through the cache, update (cache refreshed in the background), stats."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+
+from app.features.cache_updates import service
+from app.features.cache_updates.cache import Cache, open_cache
+from app.features.cache_updates.schemas import ItemIn, ItemRead, ItemStats, ItemWritten
+from app.features.cache_updates.tasks import refresh_item, refresh_stats
+from app.tasks import TaskQueueDep
+
+
+@asynccontextmanager
+async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+    """Refuse a cache the workers cannot update (see `open_cache`), else share one client.
+
+    FastAPI runs a router's lifespan inside the app's (after settings, logging and the
+    database are ready), so the feature brings its own start-up without touching main.py.
+    """
+    async with open_cache() as cache:
+        yield {"items_cache": cache}
+
+
+router = APIRouter(prefix="/items", tags=["items"], lifespan=lifespan)
+
+
+def get_cache(request: Request) -> Cache:
+    return request.state.items_cache
+
+
+CacheDep = Annotated[Cache, Depends(get_cache)]
+# Ids are 32-bit on PostgreSQL: a larger one is a client mistake (422), not a database error.
+ItemId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+NOT_FOUND = {404: {"description": "Unknown item"}}
+CACHE_HEADER = "X-Cache"
+
+
+def not_found(item_id: int) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"Item {item_id} not found")
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_item(body: ItemIn, response: Response, queue: TaskQueueDep) -> ItemWritten:
+    item = await run_in_threadpool(service.create_item, body)
+    job_id = await queue.enqueue(refresh_stats)
+    response.headers["Location"] = f"/items/{item.id}"
+    return ItemWritten(**item.model_dump(), job_id=job_id)
+
+
+# Declared before /{item_id}, which would otherwise claim the path "stats".
+@router.get("/stats")
+async def read_stats(response: Response, cache: CacheDep) -> ItemStats:
+    stats, hit = await service.read_stats(cache)
+    response.headers[CACHE_HEADER] = "hit" if hit else "miss"
+    return stats
+
+
+@router.get("/{item_id}", responses=NOT_FOUND)
+async def read_item(item_id: ItemId, response: Response, cache: CacheDep) -> ItemRead:
+    item, hit = await service.read_item(cache, item_id)
+    if item is None:
+        raise not_found(item_id)
+    response.headers[CACHE_HEADER] = "hit" if hit else "miss"
+    return item
+
+
+@router.put("/{item_id}", responses=NOT_FOUND)
+async def update_item(item_id: ItemId, body: ItemIn, queue: TaskQueueDep) -> ItemWritten:
+    """Write to the database and answer; the cached item and stats are refreshed after."""
+    item = await run_in_threadpool(service.update_item, item_id, body)
+    if item is None:
+        raise not_found(item_id)
+    job_id = await queue.enqueue(refresh_item, item_id=item_id)
+    return ItemWritten(**item.model_dump(), job_id=job_id)

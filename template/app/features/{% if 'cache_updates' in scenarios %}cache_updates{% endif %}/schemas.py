@@ -1,0 +1,52 @@
+"""Item and stats JSON as clients see it (and as the cache stores it)."""
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
+
+# Exact in Python, a plain number in JSON (clients expect 9.99, not "9.99").
+Money = Annotated[
+    Decimal,
+    Field(ge=0, max_digits=12, decimal_places=2),
+    PlainSerializer(float, return_type=float, when_used="json"),
+]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class ItemIn(BaseModel):
+    """Body of `POST /items` and `PUT /items/{id}` (a full replacement)."""
+
+    name: Name
+    price: Money
+
+
+class ItemRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    price: Money
+    version: int
+
+
+class ItemWritten(ItemRead):
+    """A write's answer: the item as stored, and the job that refreshes the cache."""
+
+    job_id: uuid.UUID
+
+
+class ItemStats(BaseModel):
+    """An aggregate over every item, standing in for an expensive report."""
+
+    count: int
+    total_value: Money
+    average_price: Money | None
+    min_price: Money | None
+    max_price: Money | None
+    # Number of writes to items so far (each insert starts at version 1, each update adds 1):
+    # it grows with every write, so a newer computation always carries a larger version.
+    version: int
+    computed_at: datetime

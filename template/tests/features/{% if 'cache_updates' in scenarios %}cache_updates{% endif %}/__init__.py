@@ -1,0 +1,1 @@
+"""Tests of `app/features/cache_updates`."""
