@@ -1,0 +1,98 @@
+"""Every request is recorded, failures included, in far fewer transactions than requests."""
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import event, func, select
+
+from app.core.database import get_engine, session_scope
+from app.features.request_logging.models import RequestRecord
+from tests.sample_work import create_sample_app
+
+WaitForRecords = Callable[..., list[dict[str, Any]]]
+
+
+def count_records(path: str) -> int:
+    with session_scope() as session:
+        return session.scalar(
+            select(func.count()).select_from(RequestRecord).where(RequestRecord.path == path)
+        )
+
+
+def app_with_failing_route() -> FastAPI:
+    app = create_sample_app()
+
+    @app.get("/failing/{item}")
+    async def failing(item: str) -> None:
+        raise RuntimeError(f"unhandled failure for {item}")
+
+    return app
+
+
+def test_unhandled_exception_is_recorded_as_500_with_its_request_id(
+    wait_for_records: WaitForRecords,
+) -> None:
+    with TestClient(app_with_failing_route(), raise_server_exceptions=False) as client:
+        response = client.get(
+            "/failing/42", headers={"X-Request-ID": "failing-1", "User-Agent": "probe/1.0"}
+        )
+        [record] = wait_for_records(client, path="/failing/42")
+
+    assert response.status_code == 500
+    assert record["status"] == 500
+    assert record["request_id"] == "failing-1"
+    assert record["route"] == "/failing/{item}"
+    assert record["method"] == "GET"
+    assert record["user_agent"] == "probe/1.0"
+    assert record["client"]
+    assert record["latency_ms"] >= 0
+
+
+def test_not_found_and_validation_errors_are_recorded(
+    client: TestClient, wait_for_records: WaitForRecords
+) -> None:
+    missing = client.get("/no/such/page")
+    malformed = client.get("/jobs/not-a-uuid", headers={"X-Request-ID": "bad-id-1"})
+
+    [not_found] = wait_for_records(client, path="/no/such/page")
+    [invalid] = wait_for_records(client, path="/jobs/not-a-uuid")
+
+    assert (missing.status_code, malformed.status_code) == (404, 422)
+    assert not_found["status"] == 404
+    assert not_found["route"] is None  # no route matched
+    assert not_found["request_id"] == missing.headers["X-Request-ID"]
+    assert invalid["status"] == 422
+    assert invalid["route"] == "/jobs/{job_id}"
+    assert invalid["request_id"] == "bad-id-1"
+
+
+def test_burst_of_500_requests_is_written_in_far_fewer_transactions(
+    request_log_settings: Callable[..., None],
+) -> None:
+    # Only full batches wake the flusher, so transactions are counted, not timed.
+    request_log_settings(batch_size=100, flush_interval_seconds=3600)
+    commits: list[object] = []
+
+    with TestClient(create_sample_app()) as client:
+        event.listen(get_engine(), "commit", lambda _connection: commits.append(1))
+        for number in range(500):
+            assert client.get(f"/burst/{number % 7}").status_code == 404
+    transactions = len(commits)  # counted at shutdown: reading the rows back commits too
+
+    assert sum(count_records(f"/burst/{n}") for n in range(7)) == 500
+    assert transactions <= 6  # five full batches, and whatever is left at shutdown
+
+
+def test_clean_shutdown_writes_what_is_still_buffered(
+    request_log_settings: Callable[..., None],
+) -> None:
+    request_log_settings(flush_interval_seconds=3600)  # nothing is written before shutdown
+
+    with TestClient(create_sample_app()) as client:
+        for _ in range(3):
+            client.get("/health")
+        assert count_records("/health") == 0
+
+    assert count_records("/health") == 3

@@ -1,0 +1,36 @@
+"""Saving a conversation message is idempotent: running the job again adds no duplicate."""
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from app.core.database import init_db, session_scope
+from app.features.request_logging.models import ConversationMessage
+from app.features.request_logging.tasks import save_message
+
+
+def test_running_the_save_twice_keeps_one_message() -> None:
+    init_db()
+    message_id = str(uuid.uuid4())
+    kwargs = {
+        "message_id": message_id,
+        "conversation_id": "retried",
+        "role": "user",
+        "content": "only once",
+        "metadata": {"turn": 1},
+        "request_id": "req-1",
+        "created_at": datetime.now(UTC).isoformat(),
+    }
+
+    first = save_message.fn(**kwargs)
+    second = save_message.fn(**kwargs)  # as after a crash or a redelivery
+
+    with session_scope() as session:
+        rows = session.scalars(
+            select(ConversationMessage).where(ConversationMessage.conversation_id == "retried")
+        ).all()
+    assert first == second == {"message_id": message_id}
+    assert [(str(row.id), row.content, row.metadata_) for row in rows] == [
+        (message_id, "only once", {"turn": 1})
+    ]
