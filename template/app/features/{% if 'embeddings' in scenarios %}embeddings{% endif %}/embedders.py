@@ -147,6 +147,7 @@ class HashingEmbedder:
         return normalise_rows(vectors)
 
 
+EXPECTED_BODY = '{"data": [{"index": int, "embedding": [float, ...]}, ...]}'
 RETRYABLE_STATUS = frozenset({408, 429, *range(500, 600)})
 MAX_RETRY_AFTER_SECONDS = 30.0
 
@@ -228,8 +229,7 @@ class OpenAIEmbedder:
             vectors = np.array([item["embedding"] for item in items], dtype=np.float64)
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise EmbeddingProviderError(
-                f"malformed response from {self.url}: expected "
-                f'{{"data": [{{"index": int, "embedding": [float, ...]}}]}} ({exc!r})'
+                f"malformed response from {self.url}: expected {EXPECTED_BODY} ({exc!r})"
             ) from None
         if vectors.ndim != 2 or vectors.shape[0] != expected or vectors.shape[1] == 0:
             raise EmbeddingProviderError(
