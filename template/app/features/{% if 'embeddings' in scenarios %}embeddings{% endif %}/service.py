@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 import numpy as np
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import ColumnElement, and_, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.core.database import get_sessionmaker, session_scope
@@ -54,9 +54,10 @@ MARKDOWN_RULES = [
     (re.compile(r"!\[([^\]]*)\]\([^)]*\)"), r"\1"),  # images: their alt text
     (re.compile(r"\[([^\]]+)\]\([^)]*\)"), r"\1"),  # links: their text
     (re.compile(r"`([^`\n]+)`"), r"\1"),  # inline code
-    (re.compile(r"(\*\*|__|~~)(\S(?:.*?\S)?)\1"), r"\2"),  # bold, strikethrough
+    (re.compile(r"(\*\*|~~)(\S(?:.*?\S)?)\1"), r"\2"),  # **bold**, ~~strikethrough~~
     (re.compile(r"(?<![\w*])\*(\S(?:.*?\S)?)\*(?![\w*])"), r"\1"),  # *emphasis*
-    (re.compile(r"(?<!\w)_(\S(?:.*?\S)?)_(?!\w)"), r"\1"),  # _emphasis_ (not snake_case)
+    # Underscores count only at word edges, as in CommonMark: snake_case stays.
+    (re.compile(r"(?<!\w)(__?)(\S(?:.*?\S)?)\1(?!\w)"), r"\2"),  # __bold__, _emphasis_
     (re.compile(r"</?[A-Za-z][^>\n]*>"), ""),  # inline HTML tags
     (re.compile(r" *\| *"), " "),  # table cell separators
 ]
@@ -194,15 +195,18 @@ def start_processing(document_id: uuid.UUID) -> tuple[str, str]:
 
 
 def embed_in_batches(embedder: Embedder, texts: Sequence[str], batch_size: int) -> np.ndarray:
-    vectors = []
+    blocks = []
     for batch in batched(texts, batch_size):
         started = time.perf_counter()
-        vectors.append(embedder.embed(batch))
+        block = embedder.embed(batch)
         EMBED_BATCH_SECONDS.labels(embedder.model).observe(time.perf_counter() - started)
+        if block.ndim != 2 or len(block) != len(batch):
+            raise PermanentError(f"{embedder.model!r} gave {block.shape} for {len(batch)} texts")
         CHUNKS_EMBEDDED.labels(embedder.model).inc(len(batch))
-    if len({block.shape[1] for block in vectors}) != 1:
-        raise PermanentError(f"the embedder {embedder.model!r} returned vectors of several sizes")
-    return np.concatenate(vectors)
+        blocks.append(block)
+    if len({block.shape[1] for block in blocks}) != 1:
+        raise PermanentError(f"{embedder.model!r} gave vectors of several sizes")
+    return np.concatenate(blocks)
 
 
 def store_chunks(
@@ -246,6 +250,15 @@ def finish_failed(document_id: uuid.UUID, error: str) -> None:
 
 
 # --- Search ---------------------------------------------------------------------------
+
+
+def searchable_documents(model: str, dimension: int) -> ColumnElement[bool]:
+    """Ready documents whose vectors compare with the query's: same model, same size."""
+    return and_(
+        Document.status == DocumentStatus.READY,
+        Document.embedding_model == model,
+        Document.embedding_dimension == dimension,
+    )
 
 
 @dataclass(frozen=True)
@@ -302,15 +315,9 @@ class VectorIndex:
         self._matrix: Matrix | None = None
 
     def matrix(self, session: Session, model: str, dimension: int) -> Matrix:
-        # Vectors of another model or size are not comparable: such documents are skipped.
+        searchable = searchable_documents(model, dimension)
         ready = dict(
-            session.execute(
-                select(Document.id, Document.generation).where(
-                    Document.status == DocumentStatus.READY,
-                    Document.embedding_model == model,
-                    Document.embedding_dimension == dimension,
-                )
-            ).all()
+            session.execute(select(Document.id, Document.generation).where(searchable)).all()
         )
         with self._lock:
             if self._space != (model, dimension):
@@ -324,12 +331,16 @@ class VectorIndex:
             if stale or gone or self._matrix is None:
                 for doc in gone:
                     del self._blocks[doc]
-                self._blocks.update(self._load(session, stale, dimension))
+                self._blocks.update(self._load(session, stale, searchable, dimension))
                 self._matrix = Matrix.of(self._blocks.values(), dimension)
             return self._matrix
 
     def _load(
-        self, session: Session, documents: list[uuid.UUID], dimension: int
+        self,
+        session: Session,
+        documents: list[uuid.UUID],
+        searchable: ColumnElement[bool],
+        dimension: int,
     ) -> dict[uuid.UUID, Block]:
         rows: dict[uuid.UUID, list[tuple[int, int, bytes]]] = {}
         for group in batched(documents, self.LOAD_BATCH):
@@ -337,7 +348,7 @@ class VectorIndex:
             result = session.execute(
                 select(Chunk.document_id, Document.generation, Chunk.id, Chunk.embedding)
                 .join(Document, Document.id == Chunk.document_id)
-                .where(Chunk.document_id.in_(group), Document.status == DocumentStatus.READY)
+                .where(Chunk.document_id.in_(group), searchable)
                 .order_by(Chunk.document_id, Chunk.chunk_index)
             )
             for doc, generation, chunk_id, blob in result:

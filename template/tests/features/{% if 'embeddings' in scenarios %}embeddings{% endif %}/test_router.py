@@ -9,6 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.types import Message
 
+from tests.features.embeddings.fake_provider import EmbeddingsServer
+
 Wait = Callable[..., dict[str, Any]]
 Configure = Callable[..., None]
 Upload = Callable[..., dict[str, Any]]
@@ -353,3 +355,29 @@ def test_metrics_count_refusals_and_searches(client: TestClient) -> None:
 
     assert 'embeddings_uploads_rejected_total{reason="unsupported_type"}' in body
     assert "embeddings_search_seconds_count" in body
+
+
+def test_openapi_describes_both_upload_bodies(client: TestClient) -> None:
+    body = client.get("/openapi.json").json()["paths"]["/documents"]["post"]["requestBody"]
+
+    assert body["content"]["multipart/form-data"]["schema"]["required"] == ["file"]
+    assert body["content"]["application/json"]["schema"]["required"] == ["title", "text"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "status"), [("500", 503), ("401", 502)], ids=["provider-down", "provider-refuses"]
+)
+def test_search_reports_a_failing_provider_as_a_gateway_error(
+    client: TestClient,
+    configure: Configure,
+    provider: EmbeddingsServer,
+    answer: str,
+    status: int,
+) -> None:
+    configure(max_retries=0)
+    provider.always = answer
+
+    response = client.post("/documents/search", json={"query": "anything"})
+
+    assert response.status_code == status
+    assert f"HTTP {answer}" in response.json()["detail"]

@@ -26,7 +26,7 @@ def test_normalise_unifies_line_ends_spaces_and_blank_lines() -> None:
 def test_markdown_markup_is_removed_and_its_text_kept() -> None:
     markdown = (
         "# Title\n\n"
-        "Some **bold**, *emphasis*, _more_ and ~~struck~~ text.\n"
+        "Some **bold**, __strong__, *emphasis*, _more_ and ~~struck~~ text.\n"
         "> quoted [a link](https://example.com) ![a picture](p.png) `code`\n\n"
         "```python\nprint(1)\n```\n\n"
         "| a | b |\n|---|:-:|\n| 1 | 2 |\n\n"
@@ -37,7 +37,7 @@ def test_markdown_markup_is_removed_and_its_text_kept() -> None:
 
     assert service.extract_text(markdown, SourceFormat.MARKDOWN) == (
         "Title\n\n"
-        "Some bold, emphasis, more and struck text.\n"
+        "Some bold, strong, emphasis, more and struck text.\n"
         "quoted a link a picture code\n\n"
         "print(1)\n\n"
         "a b\n\n1 2\n\n"
@@ -46,7 +46,7 @@ def test_markdown_markup_is_removed_and_its_text_kept() -> None:
 
 
 def test_markdown_cleanup_leaves_snake_case_and_arithmetic_alone() -> None:
-    text = "call snake_case_name with 2*3*4 or a * b"
+    text = "call snake_case_name or foo__bar__baz with 2*3*4 or a * b"
 
     assert service.extract_text(text, SourceFormat.MARKDOWN) == text
 
