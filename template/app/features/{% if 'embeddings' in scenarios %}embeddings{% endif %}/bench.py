@@ -47,13 +47,13 @@ def percentile(samples: list[float], p: int) -> float:
     return statistics.quantiles(samples, n=100)[p - 1]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--chunks", type=int, default=10_000)
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--limit", type=int, default=10, help="results per search")
     parser.add_argument("--database-url", help="default: a throwaway SQLite file")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="embeddings-bench-") as scratch:
         os.environ["DATABASE_URL"] = args.database_url or f"sqlite:///{Path(scratch) / 'bench.db'}"

@@ -28,7 +28,6 @@ class Document(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     title: Mapped[str] = mapped_column(String(300))
     source_format: Mapped[str] = mapped_column(String(16))
-    content: Mapped[str] = mapped_column(Text)
     size_bytes: Mapped[int]
     status: Mapped[str] = mapped_column(String(16), index=True)
     error: Mapped[str | None] = mapped_column(Text)
@@ -41,6 +40,9 @@ class Document(Base):
     generation: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Last on purpose: SQLite stores a long value in overflow pages and reaches the columns
+    # after it only through them, which would make every status query read every document.
+    content: Mapped[str] = mapped_column(Text)
 
 
 class Chunk(Base):
