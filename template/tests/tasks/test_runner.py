@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from app.core.config import get_settings
 from app.core.logging import ContextFilter, JsonFormatter
+from app.tasks import RUNS_IN_API_PROCESS
 from app.tasks.interface import backoff_seconds
 
 Wait = Callable[..., dict[str, Any]]
@@ -25,7 +26,10 @@ def enqueue(client: TestClient, name: str, **kwargs: Any) -> dict[str, Any]:
 
 def test_job_goes_queued_running_succeeded(client: TestClient, wait_for_job: Wait) -> None:
     accepted = enqueue(client, "echo", value="hello")
-    assert accepted["status_at_enqueue"] == "queued"
+    # The row exists before the work starts. BackgroundTasks start after the response, so
+    # the endpoint always sees it queued; a Celery worker may already have picked it up.
+    seen = {"queued"} if RUNS_IN_API_PROCESS else {"queued", "running", "succeeded"}
+    assert accepted["status_at_enqueue"] in seen
 
     job = wait_for_job(accepted["job_id"])
 

@@ -1,0 +1,1 @@
+"""Embeddings: document upload, background parsing, chunking and embedding, vector search."""

@@ -1,0 +1,46 @@
+"""Settings of the embeddings feature, read from `EMBEDDINGS_*` environment variables."""
+
+from functools import lru_cache
+from typing import Literal, Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class EmbeddingsSettings(BaseSettings):
+    """Upload limits, chunking, and which embedder turns text into vectors."""
+
+    model_config = SettingsConfigDict(env_prefix="EMBEDDINGS_", env_file=".env", extra="ignore")
+
+    # Largest request body accepted by POST /documents (the upload plus its multipart framing).
+    max_upload_bytes: int = Field(default=1_048_576, ge=1)
+    # Chunks are measured in characters; consecutive chunks share about `chunk_overlap` of them.
+    chunk_size: int = Field(default=800, ge=50)
+    chunk_overlap: int = Field(default=100, ge=0)
+    batch_size: int = Field(default=64, ge=1, le=2048)
+
+    provider: Literal["hashing", "openai"] = "hashing"
+    # Size of the offline hashing embedder's vectors (the HTTP provider's model decides its own).
+    dimension: int = Field(default=512, ge=16, le=16_384)
+
+    # OpenAI-compatible provider: OpenAI, Ollama (http://localhost:11434), vLLM, ...
+    base_url: str = "https://api.openai.com"
+    model: str = "text-embedding-3-small"
+    api_key: SecretStr | None = None
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    max_retries: int = Field(default=3, ge=0)
+    retry_base_seconds: float = Field(default=0.5, ge=0)
+
+    @model_validator(mode="after")
+    def _overlap_smaller_than_chunk(self) -> Self:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(
+                f"EMBEDDINGS_CHUNK_OVERLAP ({self.chunk_overlap}) must be smaller than "
+                f"EMBEDDINGS_CHUNK_SIZE ({self.chunk_size})"
+            )
+        return self
+
+
+@lru_cache
+def get_embeddings_settings() -> EmbeddingsSettings:
+    return EmbeddingsSettings()

@@ -1,0 +1,103 @@
+"""`/documents`: upload text or Markdown, follow its processing, and search the embedded chunks."""
+
+import uuid
+
+from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
+
+from app.features.embeddings import service
+from app.features.embeddings.config import get_embeddings_settings
+from app.features.embeddings.embedders import (
+    EmbeddingProviderError,
+    EmbeddingProviderUnavailable,
+    get_embedder,
+)
+from app.features.embeddings.models import DocumentStatus
+from app.features.embeddings.schemas import (
+    DocumentAccepted,
+    DocumentIn,
+    DocumentRead,
+    SearchRequest,
+    SearchResults,
+)
+from app.features.embeddings.tasks import process_document
+from app.features.embeddings.upload import read_upload
+from app.tasks import TaskQueueDep
+
+router = APIRouter(prefix="/documents", tags=["documents"])
+
+# The body is read by hand (to cap its size while it streams), so describe it for OpenAPI.
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "A .txt or .md file, UTF-8",
+                        },
+                        "title": {"type": "string", "description": "Defaults to the file name"},
+                    },
+                }
+            },
+            "application/json": {"schema": DocumentIn.model_json_schema()},
+        },
+    }
+}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    openapi_extra=UPLOAD_BODY,
+    responses={
+        413: {"description": "Larger than EMBEDDINGS_MAX_UPLOAD_BYTES"},
+        415: {"description": "Not a .txt/.md file, nor multipart or JSON"},
+        422: {"description": "Empty, not UTF-8 text, or an invalid JSON body"},
+    },
+)
+async def upload_document(request: Request, queue: TaskQueueDep) -> DocumentAccepted:
+    """Store the document and embed it in the background; poll `GET /documents/{id}`."""
+    upload = await read_upload(request, get_embeddings_settings().max_upload_bytes)
+    document_id = await run_in_threadpool(service.create_document, upload)
+    try:
+        job_id = await queue.enqueue(process_document, document_id=str(document_id))
+    except Exception:
+        # Without a job the document would stay queued forever.
+        await run_in_threadpool(service.delete_document, document_id)
+        raise
+    await run_in_threadpool(service.attach_job, document_id, job_id)
+    return DocumentAccepted(id=document_id, status=DocumentStatus.QUEUED, job_id=job_id)
+
+
+@router.get("/{document_id}", responses={404: {"description": "Unknown document"}})
+def read_document(document_id: uuid.UUID) -> DocumentRead:
+    document = service.get_document(document_id)
+    if document is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"Document {document_id} not found")
+    return document
+
+
+@router.post(
+    "/search",
+    responses={
+        502: {"description": "The embedding provider answered with an error"},
+        503: {"description": "The embedding provider is unreachable or rate-limited"},
+    },
+)
+def search_documents(body: SearchRequest) -> SearchResults:
+    """Chunks of `ready` documents ranked by cosine similarity to the query, best first."""
+    try:
+        results = service.search(body.query, body.limit, get_embedder())
+    except EmbeddingProviderError as exc:
+        raise HTTPException(status.HTTP_502_BAD_GATEWAY, detail=str(exc)) from None
+    except EmbeddingProviderUnavailable as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc), headers={"Retry-After": "5"}
+        ) from None
+    return SearchResults(results=results)
