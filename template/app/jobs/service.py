@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from app.core.database import get_engine, get_sessionmaker
 from app.core.writer import GroupCommitWriter
@@ -14,6 +14,25 @@ from app.jobs.schemas import JobRead
 
 _jobs = Job.__table__
 MAX_ERROR_LENGTH = 4000
+
+# Built once: the writer batches writes that share a statement into one executemany.
+_INSERT = insert(_jobs)
+_START = (
+    update(_jobs)
+    .where(_jobs.c.id == bindparam("job_id"))
+    .values(status=JobStatus.RUNNING, attempts=_jobs.c.attempts + 1, updated_at=bindparam("now"))
+)
+_START_RETURNING = _START.returning(_jobs.c.attempts)
+_SETTLE = (
+    update(_jobs)
+    .where(_jobs.c.id == bindparam("job_id"))
+    .values(
+        status=bindparam("new_status"),
+        result=bindparam("new_result"),
+        error=bindparam("new_error"),
+        updated_at=bindparam("now"),
+    )
+)
 
 
 def utcnow() -> datetime:
@@ -30,52 +49,57 @@ class JobStore:
         """Insert a `queued` row and wait for its commit: the job exists before any work starts."""
         job_id = uuid.uuid4()
         now = utcnow()
-        values = {
+        row = {
             "id": job_id,
             "kind": kind,
             "status": JobStatus.QUEUED,
             "args": args,
             "attempts": 0,
+            "error": None,
+            "result": None,
             "request_id": request_id,
             "created_at": now,
             "updated_at": now,
         }
-        await self.writer.run(lambda conn: conn.execute(insert(_jobs).values(**values)))
+        await self.writer.run(_INSERT, row)
         return job_id
 
-    async def start_attempt(self, job_id: uuid.UUID) -> int:
-        """Mark the job `running` and return its attempt number (1 for the first run)."""
+    async def start_attempt(self, job_id: uuid.UUID, attempt: int | None = None) -> int:
+        """Mark the job `running` (one more attempt) and return the attempt's number.
 
-        def op(conn: Connection) -> int:
-            attempts = conn.execute(
-                update(_jobs)
-                .where(_jobs.c.id == job_id)
-                .values(
-                    status=JobStatus.RUNNING,
-                    attempts=_jobs.c.attempts + 1,
-                    updated_at=utcnow(),
-                )
-                .returning(_jobs.c.attempts)
-            ).scalar_one_or_none()
-            if attempts is None:
-                raise LookupError(f"job {job_id} does not exist")
-            return attempts
-
-        return await self.writer.run(op)
+        A backend that knows the number passes it, and the write batches with others;
+        otherwise the row says (RETURNING), in a statement of its own.
+        """
+        params = {"job_id": job_id, "now": utcnow()}
+        if attempt is not None:
+            await self.writer.run(_START, params)
+            return attempt
+        attempts = await self.writer.run(_START_RETURNING, params, scalar=True)
+        if attempts is None:
+            raise LookupError(f"job {job_id} does not exist")
+        return int(attempts)
 
     async def succeed(self, job_id: uuid.UUID, result: Any) -> None:
-        await self._set(job_id, status=JobStatus.SUCCEEDED, result=result, error=None)
+        await self._settle(job_id, JobStatus.SUCCEEDED, result=result)
 
     async def retry_later(self, job_id: uuid.UUID, error: str) -> None:
         """Back to `queued`, keeping the error of the attempt that just failed."""
-        await self._set(job_id, status=JobStatus.QUEUED, error=error[:MAX_ERROR_LENGTH])
+        await self._settle(job_id, JobStatus.QUEUED, error=error)
 
     async def fail(self, job_id: uuid.UUID, error: str) -> None:
-        await self._set(job_id, status=JobStatus.FAILED, error=error[:MAX_ERROR_LENGTH])
+        await self._settle(job_id, JobStatus.FAILED, error=error)
 
-    async def _set(self, job_id: uuid.UUID, **values: Any) -> None:
-        stmt = update(_jobs).where(_jobs.c.id == job_id).values(updated_at=utcnow(), **values)
-        await self.writer.run(lambda conn: conn.execute(stmt))
+    async def _settle(
+        self, job_id: uuid.UUID, status: JobStatus, result: Any = None, error: str | None = None
+    ) -> None:
+        params = {
+            "job_id": job_id,
+            "new_status": status,
+            "new_result": result,
+            "new_error": error[:MAX_ERROR_LENGTH] if error else None,
+            "now": utcnow(),
+        }
+        await self.writer.run(_SETTLE, params)
 
     def get(self, job_id: uuid.UUID) -> JobRead | None:
         with get_sessionmaker()() as session:

@@ -22,13 +22,20 @@ RUNS_IN_API_PROCESS = True
 
 
 async def execute(
-    name: str, job_id: uuid.UUID, kwargs: dict[str, Any], request_id: str | None
+    name: str,
+    job_id: uuid.UUID,
+    kwargs: dict[str, Any],
+    request_id: str | None,
+    previous_attempts: int = 0,
 ) -> None:
     """Run a job to its end: retries wait on the event loop, never in a thread."""
-    outcome = await run_attempt(name, job_id, kwargs, request_id)
+    # Only this process runs the job, so it counts the attempts itself.
+    attempt = previous_attempts + 1
+    outcome = await run_attempt(name, job_id, kwargs, request_id, attempt)
     while outcome.status == "retry":
         await asyncio.sleep(outcome.delay)
-        outcome = await run_attempt(name, job_id, kwargs, request_id)
+        attempt += 1
+        outcome = await run_attempt(name, job_id, kwargs, request_id, attempt)
 
 
 class Runner:
@@ -109,7 +116,7 @@ async def backend_lifespan() -> AsyncIterator[None]:
             job.status,
             extra={"job_id": str(job.id)},
         )
-        runner.spawn(execute(job.kind, job.id, job.args, job.request_id))
+        runner.spawn(execute(job.kind, job.id, job.args, job.request_id, job.attempts))
     try:
         yield
     finally:

@@ -5,7 +5,7 @@ import json
 import random
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from fastapi.concurrency import run_in_threadpool
@@ -34,10 +34,17 @@ class Task:
     name: str
     fn: Callable[..., Any]
     max_attempts: int | None = None
+    signature: inspect.Signature = field(init=False, repr=False, compare=False)
+    is_async: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Looked up once: enqueueing checks every call's arguments against them.
+        object.__setattr__(self, "signature", inspect.signature(self.fn))
+        object.__setattr__(self, "is_async", inspect.iscoroutinefunction(self.fn))
 
     async def __call__(self, **kwargs: Any) -> Any:
         """Run the work once; sync functions go to a worker thread so the loop stays free."""
-        if inspect.iscoroutinefunction(self.fn):
+        if self.is_async:
             return await self.fn(**kwargs)
         return await run_in_threadpool(self.fn, **kwargs)
 
@@ -47,7 +54,7 @@ class Task:
 
     def check_arguments(self, kwargs: JsonArgs) -> None:
         """Refuse, at enqueue time, arguments the function cannot take or JSON cannot carry."""
-        inspect.signature(self.fn).bind(**kwargs)
+        self.signature.bind(**kwargs)
         json.dumps(kwargs)
 
 

@@ -29,9 +29,17 @@ def describe(exc: BaseException) -> str:
 
 
 async def run_attempt(
-    name: str, job_id: uuid.UUID, kwargs: dict[str, Any], request_id: str | None
+    name: str,
+    job_id: uuid.UUID,
+    kwargs: dict[str, Any],
+    request_id: str | None,
+    attempt: int | None = None,
 ) -> Outcome:
-    """Run the unit of work once. Both backends call this; only how they wait differs."""
+    """Run the unit of work once. Both backends call this; only how they wait differs.
+
+    `attempt` is this attempt's number when the backend knows it for sure; otherwise the
+    job row is asked (a message redelivered after its worker died looks like a first try).
+    """
     store = get_job_store()
     with log_context(request_id=request_id, job_id=str(job_id)):
         try:
@@ -41,7 +49,7 @@ async def run_attempt(
             JOBS.labels(name, "failed").inc()
             logger.error("job failed: %s", exc)
             return Outcome("failed")
-        attempt = await store.start_attempt(job_id)
+        attempt = await store.start_attempt(job_id, attempt)
         if attempt > task.attempts_allowed:
             # Delivered again after its process died mid-run, more often than allowed:
             # stop here rather than loop forever on work that keeps killing workers.
