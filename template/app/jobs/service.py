@@ -67,12 +67,13 @@ class JobStore:
     async def start_attempt(self, job_id: uuid.UUID, attempt: int | None = None) -> int:
         """Mark the job `running` (one more attempt) and return the attempt's number.
 
-        A backend that knows the number passes it, and the write batches with others;
-        otherwise the row says (RETURNING), in a statement of its own.
+        A backend that knows the number passes it: the write is queued without waiting
+        (the row says `running` a moment later, always before the job's outcome). Otherwise
+        the row says (RETURNING), and the write is awaited.
         """
         params = {"job_id": job_id, "now": utcnow()}
         if attempt is not None:
-            await self.writer.run(_START, params)
+            self.writer.write_soon(_START, params)
             return attempt
         attempts = await self.writer.run(_START_RETURNING, params, scalar=True)
         if attempts is None:

@@ -2,10 +2,12 @@
 
 import asyncio
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Column, Engine, Integer, MetaData, Table, event, func, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from app.core.database import create_db_engine
 from app.core.writer import GroupCommitWriter
@@ -46,13 +48,17 @@ def test_concurrent_writes_commit_in_far_fewer_transactions(writer) -> None:
 
 def test_a_failing_write_does_not_fail_its_batch_neighbours(writer) -> None:
     writer, engine, _ = writer
-    writer.submit(INSERT, {"id": 1, "n": 1}).result(timeout=5)
+    writer.run_sync(INSERT, {"id": 1, "n": 1})
 
-    futures = [writer.submit(INSERT, {"id": i, "n": i}) for i in (2, 1, 3)]
+    async def write_together() -> list[object]:
+        writes = [writer.run(INSERT, {"id": i, "n": i}) for i in (2, 1, 3)]
+        return await asyncio.gather(*writes, return_exceptions=True)
 
-    assert futures[0].exception(timeout=5) is None
-    assert futures[1].exception(timeout=5) is not None  # duplicate key
-    assert futures[2].exception(timeout=5) is None
+    outcomes = asyncio.run(write_together())
+
+    assert outcomes[0] is None
+    assert isinstance(outcomes[1], IntegrityError)  # duplicate key
+    assert outcomes[2] is None
     with engine.connect() as conn:
         assert sorted(conn.scalars(select(rows.c.id))) == [1, 2, 3]
 
@@ -60,16 +66,21 @@ def test_a_failing_write_does_not_fail_its_batch_neighbours(writer) -> None:
 def test_scalar_writes_return_what_the_statement_returned(writer) -> None:
     writer, _, _ = writer
 
-    value = writer.submit(INSERT.returning(rows.c.n), {"id": 7, "n": 42}, scalar=True)
+    value = writer.run_sync(INSERT.returning(rows.c.n), {"id": 7, "n": 42}, scalar=True)
 
-    assert value.result(timeout=5) == 42
+    assert value == 42
 
 
-def test_close_commits_what_is_still_queued(writer) -> None:
+def test_writes_from_threads_and_event_loops_all_commit(writer) -> None:
     writer, engine, _ = writer
-    for i in range(50):
-        writer.submit(INSERT, {"id": i, "n": i})
 
-    writer.close()
+    async def from_a_loop(start: int) -> None:
+        await asyncio.gather(
+            *(writer.run(INSERT, {"id": i, "n": i}) for i in range(start, start + 50))
+        )
 
-    assert count(engine) == 50
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda s: asyncio.run(from_a_loop(s)), [0, 100, 200]))
+        list(pool.map(lambda i: writer.run_sync(INSERT, {"id": i, "n": i}), range(300, 350)))
+
+    assert count(engine) == 200
