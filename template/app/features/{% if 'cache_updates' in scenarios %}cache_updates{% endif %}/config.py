@@ -5,7 +5,10 @@ from functools import lru_cache
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.tasks import RUNS_IN_API_PROCESS
+
 SCHEMES = ("memory", "redis", "rediss", "unix")
+DEFAULT_REDIS = "redis://localhost:6379/1"
 
 
 class CacheSettings(BaseSettings):
@@ -15,7 +18,8 @@ class CacheSettings(BaseSettings):
 
     # memory:// is right for ONE process running its own background work; anything else
     # (Celery workers, several API processes) must share a Redis: redis://host:6379/1.
-    url: str = "memory://"
+    # The default follows the task backend, so a fresh project starts either way.
+    url: str = Field(default_factory=lambda: "memory://" if RUNS_IN_API_PROCESS else DEFAULT_REDIS)
     ttl_seconds: float = Field(default=300.0, gt=0)
     # Each entry lives up to this fraction longer, at random, so entries written
     # together do not all expire (and miss) together.
