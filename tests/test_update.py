@@ -12,7 +12,17 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import BASE_ANSWERS, COPIER_YML, ROOT, project_tool, run, sync_project
+from tests.conftest import (
+    BASE_ANSWERS,
+    COPIER_YML,
+    QUESTIONS,
+    ROOT,
+    project_env,
+    project_tool,
+    run,
+    sync_project,
+    tool,
+)
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Test",
@@ -90,8 +100,15 @@ def edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1))
 
 
+EMAIL_DIR = "{% if 'email' in scenarios %}email{% endif %}"
+RELEASED_WELCOME_FOOTER = (
+    "If you did not sign up, reply to this email and we will remove the account."
+)
+
+
 def release_new_template_version(repo: Path) -> None:
-    """What a template release typically brings: a new setting, its docs, a new module."""
+    """What a template release typically brings: a new setting, its docs, a new module, and
+    a change in a scenario's file (the welcome email, which the user has edited too)."""
     edit(
         repo / "template/app/core/config.py",
         "    shutdown_grace_seconds: float = Field(default=10.0, ge=0)\n",
@@ -102,6 +119,11 @@ def release_new_template_version(repo: Path) -> None:
         repo / "template/.env.example.jinja",
         "SHUTDOWN_GRACE_SECONDS=10\n",
         "SHUTDOWN_GRACE_SECONDS=10\n# Upper bound on a request's own work.\nREQUEST_TIMEOUT_SECONDS=30\n",
+    )
+    edit(
+        repo / f"template/app/features/{EMAIL_DIR}/templates/welcome.txt",
+        "If you did not sign up, you can ignore this email.",
+        RELEASED_WELCOME_FOOTER,
     )
     (repo / "template/app/core/version.py").write_text(
         '"""The template release this project was last updated to."""\n\nTEMPLATE_RELEASE = "0.2.0"\n'
@@ -125,6 +147,19 @@ def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # --- a user's project ------------------------------------------------------------------------
 
+# The README's advice: own routers live in `app/api/` (a package the template never creates)
+# and are registered with two lines in app/main.py that sit away from the scenario lines, so
+# adding or removing a scenario merges cleanly.
+CUSTOM_API = '''"""Our own endpoints, collected into one router for app/main.py."""
+
+from fastapi import APIRouter
+
+from app.api import ping
+
+router = APIRouter()
+router.include_router(ping.router)
+'''
+
 CUSTOM_ROUTER = '''"""The user's own endpoint, added after generation."""
 
 from fastapi import APIRouter
@@ -145,6 +180,9 @@ from fastapi.testclient import TestClient
 def test_custom_ping(client: TestClient) -> None:
     assert client.get("/custom/ping").json() == {"pong": "yes"}
 '''
+USER_WELCOME = "Thanks for joining us! Your account for {{ email }} is ready."
+# Where the README says to put them: a section of our own just under the header.
+USER_ENV = "# --- Ours ---\nPAYMENTS_API_URL=https://payments.example.com\n\n"
 
 
 def cli_value(value: Any) -> str:
@@ -177,19 +215,25 @@ def generate(template_repo: Path, destination: Path, ref: str, **answers: Any) -
 
 
 def make_user_edits(project: Path) -> None:
-    """A new route with its test, a changed setting, an edited core module."""
-    (project / "app/custom.py").write_text(CUSTOM_ROUTER)
+    """A new route with its test, a changed setting, an edited core module, an edited feature
+    file (the email scenario's welcome text: every user project here has email), dependencies
+    added with `uv add` and a variable of our own in .env.example."""
+    (project / "app/api").mkdir()
+    (project / "app/api/__init__.py").write_text(CUSTOM_API)
+    (project / "app/api/ping.py").write_text(CUSTOM_ROUTER)
     (project / "tests/test_custom.py").write_text(CUSTOM_TEST)
+    # `app.api` sorts first among the app imports, far from the scenario imports; the include
+    # goes after the loop over ROUTERS, never into the list the template rewrites.
+    edit(
+        project / "app/main.py",
+        "from app.core.config import get_settings\n",
+        "from app.api import router as api_router\nfrom app.core.config import get_settings\n",
+    )
     edit(
         project / "app/main.py",
         "    for router in ROUTERS:\n        app.include_router(router)\n",
         "    for router in ROUTERS:\n        app.include_router(router)\n"
-        "    app.include_router(custom_router)  # ours\n",
-    )
-    edit(
-        project / "app/main.py",
-        "from app.core.router import router as ops_router\n",
-        "from app.core.router import router as ops_router\nfrom app.custom import router as custom_router\n",
+        "    app.include_router(api_router)  # ours\n",
     )
     edit(project / "app/core/config.py", 'log_level: str = "INFO"', 'log_level: str = "WARNING"')
     edit(
@@ -197,15 +241,34 @@ def make_user_edits(project: Path) -> None:
         '"""`GET /jobs/{job_id}`: the status of any piece of background work."""',
         '"""`GET /jobs/{job_id}`: the status of any piece of background work (edited by us)."""',
     )
-    git(project, "add", "-A")
-    git(project, "commit", "-qm", "our own changes")
+    edit(
+        project / "app/features/email/templates/welcome.txt",
+        "Welcome aboard! Your account for {{ email }} is ready.",
+        USER_WELCOME,
+    )
+    # `uv add` appends at the end of each list, where no scenario's lines are.
+    uv_add = [tool("uv"), "add", "--frozen", "--quiet"]
+    run([*uv_add, "python-dateutil>=2.9"], project, project_env(project))
+    run([*uv_add, "--dev", "pytest-xdist>=3.6"], project, project_env(project))
+    env_example = project / ".env.example"
+    header, rest = env_example.read_text().split("\n", 1)
+    env_example.write_text(f"{header}\n{USER_ENV}{rest}")
+    commit_all(project, "our own changes")
 
 
 def assert_user_edits_survived(project: Path) -> None:
-    assert (project / "app/custom.py").read_text() == CUSTOM_ROUTER
-    assert "app.include_router(custom_router)  # ours" in (project / "app/main.py").read_text()
+    assert (project / "app/api/__init__.py").read_text() == CUSTOM_API
+    assert (project / "app/api/ping.py").read_text() == CUSTOM_ROUTER
+    main = (project / "app/main.py").read_text()
+    assert "from app.api import router as api_router\n" in main
+    assert "app.include_router(api_router)  # ours" in main
     assert 'log_level: str = "WARNING"' in (project / "app/core/config.py").read_text()
     assert "(edited by us)" in (project / "app/jobs/router.py").read_text()
+    assert USER_WELCOME in (project / "app/features/email/templates/welcome.txt").read_text()
+    pyproject = (project / "pyproject.toml").read_text()
+    assert '    "prometheus-client>=0.20",\n    "python-dateutil>=2.9",\n]' in pyproject
+    assert '    "psycopg[binary]>=3.2",\n    "pytest-xdist>=3.6",\n]' in pyproject
+    assert USER_ENV in (project / ".env.example").read_text()
 
 
 def assert_project_green(project: Path) -> None:
@@ -217,6 +280,19 @@ def assert_project_green(project: Path) -> None:
 
 def answers_of(project: Path) -> dict[str, Any]:
     return yaml.safe_load((project / ".copier-answers.yml").read_text())
+
+
+def change_answers(project: Path, **answers: Any) -> None:
+    """Change answers without moving to another template version, as the README shows."""
+    data = [
+        arg for key, value in answers.items() for arg in ("--data", f"{key}={cli_value(value)}")
+    ]
+    copier("update", "--defaults", "--vcs-ref", ":current:", *data, cwd=project)
+
+
+def commit_all(project: Path, message: str) -> None:
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", message)
 
 
 @pytest.fixture
@@ -241,6 +317,11 @@ def test_update_brings_the_new_release_and_keeps_user_edits(
     assert "request_timeout_seconds" in (project / "app/core/config.py").read_text()
     assert "REQUEST_TIMEOUT_SECONDS=30" in (project / ".env.example").read_text()
     assert (project / "app/core/version.py").exists()
+    # The release's own change to the file the user edited merged in beside the user's.
+    assert (
+        RELEASED_WELCOME_FOOTER
+        in (project / "app/features/email/templates/welcome.txt").read_text()
+    )
     assert answers_of(project)["_commit"] == "v0.2.0"
     assert_project_green(project)
 
@@ -248,13 +329,85 @@ def test_update_brings_the_new_release_and_keeps_user_edits(
 def test_answers_file_holds_what_an_update_needs_and_no_secret(
     user_project: Callable[..., Path], template_repo: Path
 ) -> None:
-    answers = answers_of(user_project())
+    given = {"scenarios": ["email", "cache_updates"], "task_backend": "celery", "include_ci": False}
+    project = user_project(**given)
+    answers = answers_of(project)
 
+    # Where the template is and which version rendered the project...
     assert answers["_src_path"] == str(template_repo)
     assert answers["_commit"] == "v0.1.0"
-    for question in ("project_name", "project_slug", "scenarios", "task_backend", "include_docker"):
-        assert question in answers
-    assert not [key for key in answers if re.search("password|secret|token|key", key)]
+    # ...every question the user is asked, as answered (defaults included: a missing answer
+    # would silently fall back to a possibly changed default at the next update)...
+    asked = {name for name, question in QUESTIONS.items() if question.get("when") is not False}
+    assert set(answers) == {"_src_path", "_commit"} | asked
+    for name, value in {**BASE_ANSWERS, **given}.items():
+        assert answers[name] == value, name
+    # ...and nothing else: no derived value, no runtime setting, no secret.
+    assert "python_reserved_names" not in answers
+    text = (project / ".copier-answers.yml").read_text().lower()
+    assert not re.search(r"password|secret|token|api_key|smtp_|redis://|postgres", text)
+
+
+def test_adding_a_scenario_during_update_brings_all_of_it_and_keeps_user_edits(
+    user_project: Callable[..., Path],
+) -> None:
+    project = user_project(scenarios=["email"])
+
+    change_answers(project, scenarios=["email", "cache_updates"])
+
+    assert_no_conflicts(project)
+    assert_user_edits_survived(project)
+    assert answers_of(project)["scenarios"] == ["email", "cache_updates"]
+    assert answers_of(project)["_commit"] == "v0.1.0"  # answers changed, version kept
+    assert (project / "app/features/cache_updates/router.py").is_file()
+    assert (project / "tests/features/cache_updates/test_router.py").is_file()
+    main = (project / "app/main.py").read_text()
+    assert "from app.features.cache_updates.router import router as cache_updates_router" in main
+    assert "    cache_updates_router,\n" in main
+    pyproject = (project / "pyproject.toml").read_text()
+    assert '"redis>=' in pyproject
+    assert '"fakeredis[lua]>=' in pyproject
+    assert "CACHE_URL=memory://" in (project / ".env.example").read_text()
+    assert_project_green(project)
+
+
+# What of a removed scenario would be left dangling if anything of it were.
+CACHE_UPDATES_TRACES = ["cache_updates", "CACHE_", "/items", "fakeredis", "Cache updates"]
+
+
+def test_removing_a_scenario_during_update_leaves_nothing_of_it(
+    user_project: Callable[..., Path],
+) -> None:
+    project = user_project(scenarios=["email", "cache_updates"])
+    # An edit inside the scenario that goes: the update deletes it, git history keeps it.
+    config = "app/features/cache_updates/config.py"
+    ttl = "ttl_seconds: float = Field(default=300.0, gt=0)"
+    edit(project / config, ttl, ttl.replace("300.0", "600.0"))
+    commit_all(project, "our edit to cache_updates")
+    # Byte-code left by running the project, ignored by git: Copier leaves it behind.
+    run([sys.executable, "-m", "compileall", "-q", "app", "tests"], project)
+
+    change_answers(project, scenarios=["email"])
+
+    assert_no_conflicts(project)
+    assert_user_edits_survived(project)
+    assert answers_of(project)["scenarios"] == ["email"]
+    assert "default=600.0" in git(project, "show", f"HEAD:{config}")
+    folders = [project / "app/features/cache_updates", project / "tests/features/cache_updates"]
+    for folder in folders:
+        kept = [p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+        assert kept == [], f"{folder} keeps {kept}"
+        shutil.rmtree(folder)  # the README's clean-up step for ignored leftovers
+    commit_all(project, "removed cache_updates")
+    dangling = subprocess.run(
+        ["git", "grep", "-n", *[arg for trace in CACHE_UPDATES_TRACES for arg in ("-e", trace)]],
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
+    assert dangling.returncode == 1, f"left behind:\n{dangling.stdout}{dangling.stderr}"
+    assert "redis" not in (project / "pyproject.toml").read_text()
+    assert_project_green(project)
 
 
 def test_switching_backend_to_celery_and_back_keeps_the_project_green(
@@ -262,32 +415,15 @@ def test_switching_backend_to_celery_and_back_keeps_the_project_green(
 ) -> None:
     project = user_project(task_backend="background_tasks")
 
-    copier(
-        "update",
-        "--defaults",
-        "--vcs-ref",
-        ":current:",
-        "--data",
-        "task_backend=celery",
-        cwd=project,
-    )
+    change_answers(project, task_backend="celery")
     assert_no_conflicts(project)
     assert (project / "app/worker.py").exists()
     assert "celery" in (project / "pyproject.toml").read_text()
     assert_user_edits_survived(project)
     assert_project_green(project)
-    git(project, "add", "-A")
-    git(project, "commit", "-qm", "switched to celery")
+    commit_all(project, "switched to celery")
 
-    copier(
-        "update",
-        "--defaults",
-        "--vcs-ref",
-        ":current:",
-        "--data",
-        "task_backend=background_tasks",
-        cwd=project,
-    )
+    change_answers(project, task_backend="background_tasks")
     assert_no_conflicts(project)
     assert not (project / "app/worker.py").exists()
     assert "celery" not in (project / "pyproject.toml").read_text()
@@ -299,7 +435,7 @@ def test_update_over_a_dirty_tree_is_refused_and_changes_nothing(
     user_project: Callable[..., Path],
 ) -> None:
     project = user_project()
-    (project / "app/custom.py").write_text(CUSTOM_ROUTER + "\n# work in progress\n")
+    (project / "app/api/ping.py").write_text(CUSTOM_ROUTER + "\n# work in progress\n")
     before = {
         p: p.read_bytes() for p in project.rglob("*") if p.is_file() and ".git" not in p.parts
     }
