@@ -61,7 +61,7 @@ class JobStore:
             "created_at": now,
             "updated_at": now,
         }
-        await self.writer.run(_INSERT, row)
+        await self.writer.write(_INSERT, row)
         return job_id
 
     async def start_attempt(self, job_id: uuid.UUID, attempt: int | None = None) -> int:
@@ -75,7 +75,7 @@ class JobStore:
         if attempt is not None:
             self.writer.write_soon(_START, params)
             return attempt
-        attempts = await self.writer.run(_START_RETURNING, params, scalar=True)
+        attempts = await self.writer.write(_START_RETURNING, params, scalar=True)
         if attempts is None:
             raise LookupError(f"job {job_id} does not exist")
         return int(attempts)
@@ -100,7 +100,7 @@ class JobStore:
             "new_error": error[:MAX_ERROR_LENGTH] if error else None,
             "now": utcnow(),
         }
-        await self.writer.run(_SETTLE, params)
+        await self.writer.write(_SETTLE, params)
 
     def get(self, job_id: uuid.UUID) -> JobRead | None:
         with get_sessionmaker()() as session:

@@ -38,7 +38,7 @@ def test_concurrent_writes_commit_in_far_fewer_transactions(writer) -> None:
     writer, engine, commits = writer
 
     async def write_many() -> None:
-        await asyncio.gather(*(writer.run(INSERT, {"id": i, "n": i}) for i in range(500)))
+        await asyncio.gather(*(writer.write(INSERT, {"id": i, "n": i}) for i in range(500)))
 
     asyncio.run(write_many())
 
@@ -48,10 +48,10 @@ def test_concurrent_writes_commit_in_far_fewer_transactions(writer) -> None:
 
 def test_a_failing_write_does_not_fail_its_batch_neighbours(writer) -> None:
     writer, engine, _ = writer
-    writer.run_sync(INSERT, {"id": 1, "n": 1})
+    writer.write_sync(INSERT, {"id": 1, "n": 1})
 
     async def write_together() -> list[object]:
-        writes = [writer.run(INSERT, {"id": i, "n": i}) for i in (2, 1, 3)]
+        writes = [writer.write(INSERT, {"id": i, "n": i}) for i in (2, 1, 3)]
         return await asyncio.gather(*writes, return_exceptions=True)
 
     outcomes = asyncio.run(write_together())
@@ -66,7 +66,7 @@ def test_a_failing_write_does_not_fail_its_batch_neighbours(writer) -> None:
 def test_scalar_writes_return_what_the_statement_returned(writer) -> None:
     writer, _, _ = writer
 
-    value = writer.run_sync(INSERT.returning(rows.c.n), {"id": 7, "n": 42}, scalar=True)
+    value = writer.write_sync(INSERT.returning(rows.c.n), {"id": 7, "n": 42}, scalar=True)
 
     assert value == 42
 
@@ -76,11 +76,11 @@ def test_writes_from_threads_and_event_loops_all_commit(writer) -> None:
 
     async def from_a_loop(start: int) -> None:
         await asyncio.gather(
-            *(writer.run(INSERT, {"id": i, "n": i}) for i in range(start, start + 50))
+            *(writer.write(INSERT, {"id": i, "n": i}) for i in range(start, start + 50))
         )
 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda s: asyncio.run(from_a_loop(s)), [0, 100, 200]))
-        list(pool.map(lambda i: writer.run_sync(INSERT, {"id": i, "n": i}), range(300, 350)))
+        list(pool.map(lambda i: writer.write_sync(INSERT, {"id": i, "n": i}), range(300, 350)))
 
     assert count(engine) == 200
