@@ -93,6 +93,53 @@ def wait_for_jobs(database_url: str, submitted: int, timeout: float) -> dict[str
     }
 
 
+def drain_rate(env: dict[str, str], workdir: Path, count: int, wrapped: bool) -> float:
+    """Tasks per second one worker runs, timed between two markers around `count` tasks."""
+    script = f"""
+import json, sys, time, uuid
+from pathlib import Path
+from app.bench.celery_raw import mark, raw_noop
+from app.worker import run_job
+from app.jobs.service import get_job_store
+import asyncio
+
+workdir = Path({str(workdir)!r})
+start, end = workdir / "start-{wrapped}", workdir / "end-{wrapped}"
+ids = []
+if {wrapped}:
+    async def rows():
+        store = get_job_store()
+        return await asyncio.gather(*(store.create("bench.noop", {{}}, None) for _ in range({count})))
+    ids = asyncio.run(rows())
+    get_job_store().close()
+mark.delay(str(start))
+for i in range({count}):
+    if {wrapped}:
+        run_job.apply_async(args=("bench.noop", str(ids[i]), {{}}, None), shadow="bench.noop")
+    else:
+        raw_noop.delay()
+mark.delay(str(end))
+deadline = time.time() + 300
+while not end.exists() and time.time() < deadline:
+    time.sleep(0.05)
+print(json.dumps({count} / (float(end.read_text()) - float(start.read_text()))))
+"""
+    out = subprocess.run([PYTHON, "-c", script], env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"bookkeeping benchmark failed:\n{out.stderr}")
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def price_bookkeeping(
+    env: dict[str, str], workdir: Path, args: argparse.Namespace
+) -> dict[str, float]:
+    """Raw Celery no-op throughput against the same work wrapped as durable jobs."""
+    count = 200 if args.smoke else 3000
+    raw = drain_rate(env, workdir, count, wrapped=False)
+    wrapped = drain_rate(env, workdir, count, wrapped=True)
+    return {"raw_celery_tasks_per_s": raw, "wrapped_jobs_per_s": wrapped}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -131,7 +178,8 @@ def main() -> None:
             worker = start(
                 [
                     *(PYTHON, "-m", "celery", "-A", "app.worker", "worker"),
-                    *("--include", "app.bench.app", "--concurrency", str(args.workers)),
+                    *("--include", "app.bench.app,app.bench.celery_raw"),
+                    *("--concurrency", str(args.workers)),
                     *("--loglevel", "WARNING", "--without-gossip", "--without-mingle"),
                 ],
                 env,
@@ -157,6 +205,7 @@ def main() -> None:
         enqueue = load(f"{base}/bench/enqueue", args.concurrency, args.duration)
         submitted = enqueue["statuses"].get("202", 0)
         jobs = wait_for_jobs(database_url, submitted, timeout=max(60, args.duration * 10))
+        bookkeeping = None if RUNS_IN_API_PROCESS else price_bookkeeping(env, workdir, args)
     finally:
         for process in processes:
             process.terminate()
@@ -185,6 +234,11 @@ def main() -> None:
         "lost": submitted - jobs["succeeded"] - jobs["failed"],
         "errors": sum(n for code, n in enqueue["statuses"].items() if code != "202"),
     }
+    if bookkeeping:
+        raw, wrapped = bookkeeping["raw_celery_tasks_per_s"], bookkeeping["wrapped_jobs_per_s"]
+        result["raw_celery_tasks_per_s"] = round(raw, 1)
+        result["wrapped_jobs_per_s"] = round(wrapped, 1)
+        result["bookkeeping_cost"] = round(1 - wrapped / raw, 3)
     rows = [
         ("load generator ceiling", ceiling["rps"], ceiling["p50_ms"], ceiling["p99_ms"]),
         ("bare endpoint", bare["rps"], bare["p50_ms"], bare["p99_ms"]),
@@ -197,6 +251,12 @@ def main() -> None:
         f"enqueue/bare = {result['ratio']:.2f}; jobs {result['succeeded']}/{submitted} succeeded"
         f" at {result['jobs_per_s']:.0f}/s; lost {result['lost']}"
     )
+    if bookkeeping:
+        print(
+            f"worker: {result['raw_celery_tasks_per_s']:.0f} raw Celery no-ops/s, "
+            f"{result['wrapped_jobs_per_s']:.0f} durable jobs/s: bookkeeping costs "
+            f"{result['bookkeeping_cost']:.0%}"
+        )
     print(json.dumps(result))
     if result["lost"] or result["failed"]:
         sys.exit(1)
