@@ -3,6 +3,7 @@
 
     python3 dev.py new ../my-service [copier options]   render a project (default answers)
     python3 dev.py test [pytest options]                 build .venv, run the whole test suite
+    python3 dev.py bench [--matrix] [--smoke]            render and time-to-green figures
 
 Both build `.venv` on first use (pip installs uv into it, uv installs the rest).
 """
@@ -87,8 +88,15 @@ def test(args: list[str]) -> int:
     ).returncode
 
 
+def bench(args: list[str]) -> int:
+    ensure_venv()
+    return subprocess.run(
+        [str(BIN / "python"), "bench/template_bench.py", *args], cwd=ROOT, env=env_with_venv()
+    ).returncode
+
+
 def main() -> int:
-    commands = {"new": new, "test": test}
+    commands = {"new": new, "test": test, "bench": bench}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(__doc__, file=sys.stderr)
         return 2
