@@ -95,36 +95,10 @@ def wait_for_jobs(database_url: str, submitted: int, timeout: float) -> dict[str
 
 def drain_rate(env: dict[str, str], workdir: Path, count: int, wrapped: bool) -> float:
     """Tasks per second one worker runs, timed between two markers around `count` tasks."""
-    script = f"""
-import json, sys, time, uuid
-from pathlib import Path
-from app.bench.celery_raw import mark, raw_noop
-from app.worker import run_job
-from app.jobs.service import get_job_store
-import asyncio
-
-workdir = Path({str(workdir)!r})
-start, end = workdir / "start-{wrapped}", workdir / "end-{wrapped}"
-ids = []
-if {wrapped}:
-    async def rows():
-        store = get_job_store()
-        return await asyncio.gather(*(store.create("bench.noop", {{}}, None) for _ in range({count})))
-    ids = asyncio.run(rows())
-    get_job_store().close()
-mark.delay(str(start))
-for i in range({count}):
-    if {wrapped}:
-        run_job.apply_async(args=("bench.noop", str(ids[i]), {{}}, None), shadow="bench.noop")
-    else:
-        raw_noop.delay()
-mark.delay(str(end))
-deadline = time.time() + 300
-while not end.exists() and time.time() < deadline:
-    time.sleep(0.05)
-print(json.dumps({count} / (float(end.read_text()) - float(start.read_text()))))
-"""
-    out = subprocess.run([PYTHON, "-c", script], env=env, capture_output=True, text=True)
+    command = [PYTHON, "-m", "app.bench.drain", str(count), "--workdir", str(workdir)]
+    out = subprocess.run(
+        [*command, *(["--wrapped"] if wrapped else [])], env=env, capture_output=True, text=True
+    )
     if out.returncode != 0:
         sys.exit(f"bookkeeping benchmark failed:\n{out.stderr}")
     return float(out.stdout.strip().splitlines()[-1])
