@@ -87,7 +87,7 @@ NOT_READ_BY_TESTS = {
 }
 
 
-def tested_tree_fingerprint(project: Path) -> str:
+def fingerprint_of_tested_tree(project: Path) -> str:
     """A hash of every file the project's own test run can read."""
     digest = hashlib.sha256()
     for path in sorted(project.rglob("*")):
@@ -118,7 +118,7 @@ def test_combination_renders_lints_and_passes_its_tests(
     project_tool(project, "ruff", "format", "--check", ".")
     # Docker and CI files change nothing the tests read: an identical tree already passed
     # its tests in this run (e.g. the same answers without Docker) needn't run them again.
-    marker = passed_trees / tested_tree_fingerprint(project)
+    marker = passed_trees / fingerprint_of_tested_tree(project)
     if not marker.exists():
         project_tool(project, "pytest", "-q", "-p", "no:cacheprovider")
         marker.write_text(combo.id)
