@@ -1,6 +1,7 @@
 """Every combination of answers renders clean, lints clean and passes its own test suite."""
 
 import hashlib
+import os
 import re
 import shutil
 from pathlib import Path
@@ -100,7 +101,11 @@ def fingerprint_of_tested_tree(project: Path) -> str:
 @pytest.fixture(scope="session")
 def passed_trees(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Fingerprints of trees whose tests passed, shared by the xdist workers of this run."""
-    shared = tmp_path_factory.getbasetemp().parent / "passed-trees"
+    basetemp = tmp_path_factory.getbasetemp()
+    # Under xdist each worker's basetemp sits in this run's own directory; never look
+    # further up, where markers of earlier runs would be.
+    run_dir = basetemp.parent if os.environ.get("PYTEST_XDIST_WORKER") else basetemp
+    shared = run_dir / "passed-trees"
     shared.mkdir(exist_ok=True)
     return shared
 
@@ -110,6 +115,7 @@ def test_combination_renders_lints_and_passes_its_tests(
     combo: Combo, template_snapshot: Path, tmp_path: Path, passed_trees: Path
 ) -> None:
     project = render(template_snapshot, tmp_path / "project", combo.answers)
+    fingerprint = fingerprint_of_tested_tree(project)  # as rendered, before any tool runs
 
     check_no_jinja_left(project)
     check_config_files(project, combo)
@@ -118,7 +124,7 @@ def test_combination_renders_lints_and_passes_its_tests(
     project_tool(project, "ruff", "format", "--check", ".")
     # Docker and CI files change nothing the tests read: an identical tree already passed
     # its tests in this run (e.g. the same answers without Docker) needn't run them again.
-    marker = passed_trees / fingerprint_of_tested_tree(project)
+    marker = passed_trees / fingerprint
     if not marker.exists():
         project_tool(project, "pytest", "-q", "-p", "no:cacheprovider")
         marker.write_text(combo.id)

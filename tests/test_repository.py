@@ -1,6 +1,7 @@
 """The template repository's own code: the template's plain .py files are what projects get."""
 
 import json
+import re
 import sys
 
 from tests.conftest import ROOT, run, tool
@@ -18,3 +19,19 @@ def test_template_benchmark_runs_in_smoke_mode() -> None:
     assert result["rendered_files"] > 100
     assert result["render_cli_median_s"] > 0
     assert result["render_in_process_median_s"] > 0
+
+
+def table_figures(markdown: str) -> list[str]:
+    """Every number in the Markdown tables of the decision guide and the performance figures."""
+    rows = [line for line in markdown.splitlines() if line.startswith("|")]
+    return sorted(re.findall(r"\d[\d,.]*", "\n".join(rows)))
+
+
+def test_chinese_readme_quotes_the_same_figures_as_the_english_one() -> None:
+    english = (ROOT / "README.md").read_text()
+    chinese = (ROOT / "README.zh-CN.md").read_text()
+    start, end = english.index("## BackgroundTasks or Celery?"), english.index("## Questions")
+
+    assert table_figures(chinese) == table_figures(english[start:end])
+    assert "python3 dev.py new ../my-service" in chinese
+    assert "python3 dev.py test" in chinese
