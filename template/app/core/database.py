@@ -2,6 +2,7 @@
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,6 +13,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from app.core.config import get_settings
+
+
+def utcnow() -> datetime:
+    """The time every stored timestamp uses: timezone-aware UTC."""
+    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):

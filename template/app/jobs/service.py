@@ -1,13 +1,13 @@
 """Reads and writes of job rows; every write goes through the group-commit writer."""
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 
-from app.core.database import get_engine, get_sessionmaker
+from app.core.database import get_engine, get_sessionmaker, utcnow
 from app.core.writer import GroupCommitWriter
 from app.jobs.models import UNFINISHED, Job, JobStatus
 from app.jobs.schemas import JobRead
@@ -33,10 +33,6 @@ _SETTLE = (
         updated_at=bindparam("now"),
     )
 )
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class JobStore:

@@ -10,8 +10,9 @@ from typing import Annotated, Any
 from fastapi import BackgroundTasks, Depends
 
 from app.core.config import get_settings
+from app.core.database import utcnow
 from app.core.logging import request_id_var
-from app.jobs.service import get_job_store, utcnow
+from app.jobs.service import get_job_store
 from app.tasks.interface import Task, TaskQueue
 from app.tasks.runner import run_attempt
 

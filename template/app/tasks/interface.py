@@ -4,7 +4,7 @@ import inspect
 import json
 import random
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -95,6 +95,3 @@ class TaskQueue(Protocol):
     """What a feature sees: hand over a named unit of work, get the id of its job back."""
 
     async def enqueue(self, task: Task, /, **kwargs: Any) -> uuid.UUID: ...
-
-
-AsyncCheck = Callable[[], Awaitable[dict[str, str]]]

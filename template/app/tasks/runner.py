@@ -28,6 +28,16 @@ def describe(exc: BaseException) -> str:
     return "".join(traceback.format_exception_only(exc)).strip()
 
 
+async def fail(
+    name: str, job_id: uuid.UUID, error: str, exc: BaseException | None = None
+) -> Outcome:
+    """Record the job as failed for good (no more attempts); log the traceback if any."""
+    await get_job_store().fail(job_id, error)
+    JOBS.labels(name, "failed").inc()
+    logger.error("job failed: %s", error, exc_info=exc, extra={"kind": name})
+    return Outcome("failed")
+
+
 async def run_attempt(
     name: str,
     job_id: uuid.UUID,
@@ -45,18 +55,12 @@ async def run_attempt(
         try:
             task = get_task(name)
         except PermanentError as exc:
-            await store.fail(job_id, describe(exc))
-            JOBS.labels(name, "failed").inc()
-            logger.error("job failed: %s", exc)
-            return Outcome("failed")
+            return await fail(name, job_id, describe(exc))
         attempt = await store.start_attempt(job_id, attempt)
         if attempt > task.attempts_allowed:
             # Delivered again after its process died mid-run, more often than allowed:
             # stop here rather than loop forever on work that keeps killing workers.
-            await store.fail(job_id, f"gave up after {attempt - 1} interrupted attempts")
-            JOBS.labels(name, "failed").inc()
-            logger.error("job failed: too many interrupted attempts", extra={"kind": name})
-            return Outcome("failed")
+            return await fail(name, job_id, f"gave up after {attempt - 1} interrupted attempts")
         logger.info("job started", extra={"kind": name, "attempt": attempt})
         started = time.perf_counter()
         try:
@@ -65,10 +69,7 @@ async def run_attempt(
             JOB_DURATION.labels(name).observe(time.perf_counter() - started)
             error = describe(exc)
             if isinstance(exc, PermanentError) or attempt >= task.attempts_allowed:
-                await store.fail(job_id, error)
-                JOBS.labels(name, "failed").inc()
-                logger.exception("job failed", extra={"kind": name, "attempt": attempt})
-                return Outcome("failed")
+                return await fail(name, job_id, error, exc)
             delay = backoff_seconds(attempt)
             await store.retry_later(job_id, error)
             JOBS.labels(name, "retried").inc()
@@ -83,10 +84,7 @@ async def run_attempt(
         try:
             json.dumps(result)
         except TypeError as exc:
-            await store.fail(job_id, f"the result is not JSON-serialisable: {exc}")
-            JOBS.labels(name, "failed").inc()
-            logger.error("job failed: unserialisable result", extra={"kind": name})
-            return Outcome("failed")
+            return await fail(name, job_id, f"the result is not JSON-serialisable: {exc}")
         await store.succeed(job_id, result)
         JOBS.labels(name, "succeeded").inc()
         logger.info("job succeeded", extra={"kind": name, "attempt": attempt})

@@ -4,14 +4,13 @@ import asyncio
 import logging
 import random
 import uuid
-from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal
 
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import func, select, update
 
-from app.core.database import session_scope
+from app.core.database import session_scope, utcnow
 from app.features.cache_updates.cache import Cache, CacheUnavailable
 from app.features.cache_updates.config import get_cache_settings
 from app.features.cache_updates.metrics import (
@@ -100,7 +99,7 @@ def compute_stats() -> ItemStats:
         min_price=None if lowest is None else from_cents(lowest),
         max_price=None if highest is None else from_cents(highest),
         version=version,
-        computed_at=datetime.now(UTC),
+        computed_at=utcnow(),
     )
 
 

@@ -2,7 +2,7 @@
 
 import hashlib
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from pathlib import Path
@@ -13,7 +13,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
-from app.core.database import get_sessionmaker, session_scope
+from app.core.database import get_sessionmaker, session_scope, utcnow
 from app.features.email.config import EmailSettings
 from app.features.email.metrics import EMAILS_FAILED, EMAILS_SENT
 from app.features.email.models import User
@@ -47,10 +47,6 @@ class MessageRejected(PermanentError):
     def __init__(self, code: int, reply: str) -> None:
         super().__init__(f"SMTP server rejected the message: {code} {reply}")
         self.code, self.reply = code, reply
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def create_user(email: str, name: str) -> User:

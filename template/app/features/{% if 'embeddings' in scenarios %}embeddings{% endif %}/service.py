@@ -7,14 +7,13 @@ import unicodedata
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TypeVar
 
 import numpy as np
 from sqlalchemy import ColumnElement, and_, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from app.core.database import get_sessionmaker, session_scope
+from app.core.database import get_sessionmaker, session_scope, utcnow
 from app.features.embeddings.embedders import Embedder
 from app.features.embeddings.metrics import CHUNKS_EMBEDDED, EMBED_BATCH_SECONDS, SEARCH_SECONDS
 from app.features.embeddings.models import Chunk, Document, DocumentStatus, SourceFormat
@@ -28,10 +27,6 @@ VECTOR_DTYPE = np.dtype("<f4")  # how vectors are stored: float32, little-endian
 
 
 T = TypeVar("T")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:

@@ -2,10 +2,11 @@
 
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.core.database import utcnow
 from app.core.logging import request_id_var
 from app.features.request_logging.models import (
     CLIENT_LENGTH,
@@ -34,7 +35,7 @@ class RequestLogMiddleware:
         if scope["type"] != "http" or recorder is None:  # no recorder outside a lifespan
             await self.app(scope, receive, send)
             return
-        created_at = datetime.now(UTC)
+        created_at = utcnow()
         started = time.perf_counter()
         status = 500  # what the client gets if the app raises before answering
 

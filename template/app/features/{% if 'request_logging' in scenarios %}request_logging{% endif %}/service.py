@@ -5,14 +5,14 @@ import logging
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy import ColumnElement, func, insert, select
 from sqlalchemy.orm import Session
 
-from app.core.database import get_engine
+from app.core.database import get_engine, utcnow
 from app.features.request_logging.config import get_request_log_settings
 from app.features.request_logging.metrics import RECORDS_DROPPED, RECORDS_WRITTEN
 from app.features.request_logging.models import ConversationMessage, RequestRecord
@@ -31,10 +31,6 @@ Record = dict[str, Any]
 # Where the middleware finds the running recorder: the app's lifespan state.
 STATE_KEY = "request_recorder"
 PERCENTILES = (50, 95, 99)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def write_records(records: Sequence[Record]) -> None:
