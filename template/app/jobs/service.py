@@ -15,7 +15,8 @@ from app.jobs.schemas import JobRead
 _jobs = Job.__table__
 MAX_ERROR_LENGTH = 4000
 
-# Built once: the writer batches writes that share a statement into one executemany.
+# Built once: the writer runs writes that share a statement as one executemany; each
+# write names its job as the row it touches, so jobs' writes can share one.
 _INSERT = insert(_jobs)
 _START = (
     update(_jobs)
@@ -57,7 +58,7 @@ class JobStore:
             "created_at": now,
             "updated_at": now,
         }
-        await self.writer.write(_INSERT, row)
+        await self.writer.write(_INSERT, row, key=job_id)
         return job_id
 
     async def start_attempt(self, job_id: uuid.UUID, attempt: int | None = None) -> int:
@@ -69,9 +70,9 @@ class JobStore:
         """
         params = {"job_id": job_id, "now": utcnow()}
         if attempt is not None:
-            self.writer.write_soon(_START, params)
+            self.writer.write_soon(_START, params, key=job_id)
             return attempt
-        attempts = await self.writer.write(_START_RETURNING, params, scalar=True)
+        attempts = await self.writer.write(_START_RETURNING, params, scalar=True, key=job_id)
         if attempts is None:
             raise LookupError(f"job {job_id} does not exist")
         return int(attempts)
@@ -96,7 +97,7 @@ class JobStore:
             "new_error": error[:MAX_ERROR_LENGTH] if error else None,
             "now": utcnow(),
         }
-        await self.writer.write(_SETTLE, params)
+        await self.writer.write(_SETTLE, params, key=job_id)
 
     def get(self, job_id: uuid.UUID) -> JobRead | None:
         with get_sessionmaker()() as session:

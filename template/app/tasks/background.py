@@ -40,7 +40,7 @@ async def execute(
 
 
 class Runner:
-    """Jobs started outside a response (recovery, failed requests), awaited at shutdown."""
+    """Every job this process runs, each its own asyncio task, awaited at shutdown."""
 
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[None]] = set()
@@ -67,12 +67,24 @@ class Runner:
 runner = Runner()
 
 
+Job = tuple[str, uuid.UUID, dict[str, Any], str | None]  # name, id, arguments, request id
+
+
+async def start(job: Job) -> None:
+    """Start the job as its own task, so it runs outside the request's middleware stack.
+
+    Awaited by the response instead, it would hold the request open until the work ends:
+    request timings (the logging scenario's latency) would include the work.
+    """
+    runner.spawn(execute(*job))
+
+
 class BackgroundTaskQueue:
-    """Writes the job row, then hands the work to this response's background tasks."""
+    """Writes the job row, then has this response's background tasks start the work."""
 
     def __init__(self, background_tasks: BackgroundTasks) -> None:
         self._background_tasks = background_tasks
-        self._handed_over: list[tuple[str, uuid.UUID, dict[str, Any], str | None]] = []
+        self._handed_over: list[Job] = []
 
     async def enqueue(self, task: Task, /, **kwargs: Any) -> uuid.UUID:
         task.check_arguments(kwargs)
@@ -80,7 +92,7 @@ class BackgroundTaskQueue:
         job_id = await get_job_store().create(task.name, kwargs, request_id)
         job = (task.name, job_id, kwargs, request_id)
         self._handed_over.append(job)
-        self._background_tasks.add_task(execute, *job)
+        self._background_tasks.add_task(start, job)
         return job_id
 
     def run_without_response(self) -> None:

@@ -6,7 +6,19 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, Engine, Integer, MetaData, Table, event, func, insert, select
+from sqlalchemy import (
+    Column,
+    Engine,
+    Integer,
+    MetaData,
+    Table,
+    bindparam,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from app.core.database import create_db_engine
@@ -15,6 +27,9 @@ from app.core.writer import GroupCommitWriter
 metadata = MetaData()
 rows = Table("rows", metadata, Column("id", Integer, primary_key=True), Column("n", Integer))
 INSERT = insert(rows)
+SET = update(rows).where(rows.c.id == bindparam("row")).values(n=bindparam("value"))
+DOUBLE = update(rows).where(rows.c.id == bindparam("row")).values(n=rows.c.n * 2)
+ZERO_ALL = update(rows).values(n=0)
 
 
 @pytest.fixture
@@ -24,6 +39,12 @@ def writer(tmp_path: Path) -> Iterator[tuple[GroupCommitWriter, Engine, list[int
     commits: list[int] = []
     event.listen(engine, "commit", lambda _conn: commits.append(1))
     writer = GroupCommitWriter(engine)
+    writer.executions = []  # type: ignore[attr-defined]
+    event.listen(
+        engine,
+        "before_cursor_execute",
+        lambda *args: writer.executions.append(args[2]),  # type: ignore[attr-defined]
+    )
     yield writer, engine, commits
     writer.close()
     engine.dispose()
@@ -84,3 +105,44 @@ def test_writes_from_threads_and_event_loops_all_commit(writer) -> None:
         list(pool.map(lambda i: writer.write_sync(INSERT, {"id": i, "n": i}), range(300, 350)))
 
     assert count(engine) == 200
+
+
+def values(engine: Engine) -> dict[int, int]:
+    with engine.connect() as conn:
+        return dict(conn.execute(select(rows.c.id, rows.c.n)).all())
+
+
+def test_interleaved_writes_to_many_rows_run_as_one_execution_per_statement(writer) -> None:
+    writer, engine, _ = writer
+
+    async def lifecycles() -> None:
+        # Each row: created, set, doubled; the rows' writes interleave as requests' do.
+        writes = []
+        for i in range(1, 51):
+            writes.append(writer.write(INSERT, {"id": i, "n": 0}, key=i))
+            writes.append(writer.write(SET, {"row": i, "value": i + 1}, key=i))
+            writes.append(writer.write(DOUBLE, {"row": i}, key=i))
+        await asyncio.gather(*writes)
+
+    asyncio.run(lifecycles())
+
+    assert len(writer.executions) == 3
+    assert values(engine) == {i: (i + 1) * 2 for i in range(1, 51)}
+
+
+def test_a_write_without_a_key_keeps_its_place_between_the_others(writer) -> None:
+    writer, engine, _ = writer
+    writer.write_sync(INSERT, {"id": 1, "n": 1})
+    writer.write_sync(INSERT, {"id": 2, "n": 2})
+
+    async def around_a_barrier() -> None:
+        await asyncio.gather(
+            writer.write(SET, {"row": 1, "value": 10}, key=1),
+            writer.write(ZERO_ALL, {}),
+            writer.write(SET, {"row": 2, "value": 20}, key=2),
+        )
+
+    asyncio.run(around_a_barrier())
+
+    # Had the second SET joined the first, the unkeyed write would have zeroed it.
+    assert values(engine) == {1: 0, 2: 20}

@@ -1,9 +1,10 @@
 """Every request is recorded, failures included, in far fewer transactions than requests."""
 
+import time
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import BackgroundTasks, FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import event, func, select
 
@@ -48,6 +49,24 @@ def test_unhandled_exception_is_recorded_as_500_with_its_request_id(
     assert record["user_agent"] == "probe/1.0"
     assert record["client"]
     assert record["latency_ms"] >= 0
+
+
+def test_latency_is_what_the_client_waited_not_the_background_work_after_it(
+    wait_for_records: WaitForRecords,
+) -> None:
+    app = create_sample_app()
+
+    @app.post("/slow-afterwards")
+    async def slow_afterwards(background_tasks: BackgroundTasks) -> dict[str, bool]:
+        background_tasks.add_task(time.sleep, 1.0)  # runs after the answer, in a thread
+        return {"ok": True}
+
+    with TestClient(app) as client:
+        response = client.post("/slow-afterwards")  # returns once the background task ends
+        [record] = wait_for_records(client, path="/slow-afterwards")
+
+    assert response.status_code == 200
+    assert record["latency_ms"] < 1000
 
 
 def test_not_found_and_validation_errors_are_recorded(
