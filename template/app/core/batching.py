@@ -25,6 +25,9 @@ class BatchingThread(Generic[Item]):
     def __init__(self, name: str, max_batch: int = 1000) -> None:
         self._name = name
         self._max_batch = max_batch
+        # Process each batch on the thread that handed it over, instead: for a process with
+        # nothing else to do meanwhile (a Celery worker child), the hand-off is pure cost.
+        self.inline = False
         self._queue: queue.SimpleQueue[tuple[list[Item], Future[Outcomes]] | None] = (
             queue.SimpleQueue()
         )
@@ -49,7 +52,7 @@ class BatchingThread(Generic[Item]):
 
     def run_sync(self, item: Item) -> Any:
         """From a thread without an event loop: block until the item is processed."""
-        outcome = self._submit([item]).result()[0]
+        outcome = self._outcomes([item])[0] if self.inline else self._submit([item]).result()[0]
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome
@@ -73,8 +76,18 @@ class BatchingThread(Generic[Item]):
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
         waiting = self._waiting.pop(loop)
-        done = self._submit([item for item, _ in waiting])
-        done.add_done_callback(lambda f: loop.call_soon_threadsafe(_settle, waiting, f))
+        items = [item for item, _ in waiting]
+        if self.inline:
+            _settle(waiting, self._outcomes(items))
+            return
+        done = self._submit(items)
+        done.add_done_callback(lambda f: loop.call_soon_threadsafe(_settle, waiting, f.result()))
+
+    def _outcomes(self, items: list[Item]) -> Outcomes:
+        try:
+            return self.process(items)
+        except Exception as exc:
+            return [exc] * len(items)
 
     def _submit(self, items: list[Item]) -> Future[Outcomes]:
         done: Future[Outcomes] = Future()
@@ -104,10 +117,7 @@ class BatchingThread(Generic[Item]):
                     break
                 requests.append(request)
                 size += len(request[0])
-            try:
-                outcomes = self.process([item for items, _ in requests for item in items])
-            except Exception as exc:
-                outcomes = [exc] * size
+            outcomes = self._outcomes([item for items, _ in requests for item in items])
             for items, done in requests:
                 done.set_result(outcomes[: len(items)])
                 outcomes = outcomes[len(items) :]
@@ -116,8 +126,8 @@ class BatchingThread(Generic[Item]):
 Waiting = tuple[Item, "asyncio.Future[Any] | None"]
 
 
-def _settle(waiting: list[Waiting[Any]], done: Future[Outcomes]) -> None:
-    for (_, waiter), outcome in zip(waiting, done.result(), strict=True):
+def _settle(waiting: list[Waiting[Any]], outcomes: Outcomes) -> None:
+    for (_, waiter), outcome in zip(waiting, outcomes, strict=True):
         if waiter is None:
             if isinstance(outcome, BaseException):
                 logger.error("background write or publish failed: %s", outcome)

@@ -1,6 +1,7 @@
 """The group-commit writer: many writes share transactions, and one bad write spoils none."""
 
 import asyncio
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,13 +33,16 @@ DOUBLE = update(rows).where(rows.c.id == bindparam("row")).values(n=rows.c.n * 2
 ZERO_ALL = update(rows).values(n=0)
 
 
-@pytest.fixture
-def writer(tmp_path: Path) -> Iterator[tuple[GroupCommitWriter, Engine, list[int]]]:
+@pytest.fixture(params=[False, True], ids=["writer-thread", "inline"])
+def writer(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[GroupCommitWriter, Engine, list[int]]]:
     engine = create_db_engine(f"sqlite:///{tmp_path / 'w.db'}")
     metadata.create_all(engine)
     commits: list[int] = []
     event.listen(engine, "commit", lambda _conn: commits.append(1))
     writer = GroupCommitWriter(engine)
+    writer.inline = request.param
     writer.executions = []  # type: ignore[attr-defined]
     event.listen(
         engine,
@@ -146,3 +150,22 @@ def test_a_write_without_a_key_keeps_its_place_between_the_others(writer) -> Non
 
     # Had the second SET joined the first, the unkeyed write would have zeroed it.
     assert values(engine) == {1: 0, 2: 20}
+
+
+def test_inline_writes_commit_on_the_callers_own_thread(tmp_path: Path) -> None:
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    metadata.create_all(engine)
+    writer = GroupCommitWriter(engine)
+    writer.inline = True
+    threads: set[str] = set()
+    event.listen(engine, "commit", lambda _conn: threads.add(threading.current_thread().name))
+
+    async def write_some() -> None:
+        await asyncio.gather(*(writer.write(INSERT, {"id": i, "n": i}) for i in range(10)))
+
+    asyncio.run(write_some())
+    writer.write_sync(INSERT, {"id": 10, "n": 10})
+
+    assert threads == {threading.current_thread().name}
+    assert count(engine) == 11
+    engine.dispose()
