@@ -58,7 +58,7 @@ def test_latency_is_what_the_client_waited_not_the_background_work_after_it(
 
     @app.post("/slow-afterwards")
     async def slow_afterwards(background_tasks: BackgroundTasks) -> dict[str, bool]:
-        background_tasks.add_task(time.sleep, 1.0)  # runs after the answer, in a thread
+        background_tasks.add_task(time.sleep, 0.5)  # runs after the answer, in a thread
         return {"ok": True}
 
     with TestClient(app) as client:
@@ -66,7 +66,7 @@ def test_latency_is_what_the_client_waited_not_the_background_work_after_it(
         [record] = wait_for_records(client, path="/slow-afterwards")
 
     assert response.status_code == 200
-    assert record["latency_ms"] < 1000
+    assert record["latency_ms"] < 500
 
 
 def test_not_found_and_validation_errors_are_recorded(
