@@ -66,6 +66,8 @@ def check_config_files(project: Path, combo: Combo) -> None:
             [tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(compose)],
             project,
         )
+        # Syntax and Docker's best practices (a numeric non-root user, exec-form CMD, …).
+        run([tool("hadolint"), "--no-color", "Dockerfile"], project)
     if workflow.exists():
         run(
             [
