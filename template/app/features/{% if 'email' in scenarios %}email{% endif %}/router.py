@@ -8,7 +8,7 @@ from fastapi.concurrency import run_in_threadpool
 from app.features.email import service
 from app.features.email.schemas import UserCreate, UserRead
 from app.features.email.tasks import send_welcome
-from app.tasks import TaskQueueDep
+from app.tasks import QueueUnavailable, TaskQueueDep
 
 router = APIRouter(prefix="/users", tags=["users"])
 
@@ -31,7 +31,13 @@ async def create_user(payload: UserCreate, queue: TaskQueueDep, response: Respon
     # Enqueued only once the user row is committed, so a refused duplicate schedules
     # nothing. Should the process die right here, the user exists without a welcome job
     # (`welcome_email_job_id` stays null, which is how an operator finds them).
-    job_id = await queue.enqueue(send_welcome, user_id=user.id)
+    try:
+        job_id = await queue.enqueue(send_welcome, user_id=user.id)
+    except QueueUnavailable:
+        # The 503 says "try again later": undo the registration, or the retry would get a
+        # 409 and the welcome email would never be sent.
+        await run_in_threadpool(service.delete_user, user.id)
+        raise
     await run_in_threadpool(service.set_welcome_email_job, user.id, job_id)
     user.welcome_email_job_id = job_id
     response.headers["Location"] = f"/users/{user.id}"

@@ -10,7 +10,7 @@ from typing import Any
 
 import aiosmtplib
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 
 from app.core.database import get_sessionmaker, session_scope, utcnow
@@ -59,6 +59,12 @@ def create_user(email: str, name: str) -> User:
     except IntegrityError:
         raise EmailTaken(email) from None
     return user
+
+
+def delete_user(user_id: int) -> None:
+    """Undo a registration (its welcome email could not be scheduled)."""
+    with session_scope() as session:
+        session.execute(delete(User).where(User.id == user_id))
 
 
 def get_user(user_id: int) -> User | None:
