@@ -4,6 +4,8 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, status
@@ -12,9 +14,27 @@ from pydantic import BaseModel
 from app.core.logging import job_id_var
 from app.jobs.service import get_job_store
 from app.main import create_app
-from app.tasks import PermanentError, TaskQueueDep, task
+from app.tasks import PermanentError, QueueUnavailable, Task, TaskQueueDep, task
 
 logger = logging.getLogger("tests.sample_work")
+
+
+class QueueDown:
+    """A task queue that cannot take work, as the Celery backend is when its broker is down."""
+
+    async def enqueue(self, task: Task, /, **kwargs: Any) -> uuid.UUID:
+        raise QueueUnavailable("the task broker is unreachable", uuid.uuid4())
+
+
+@contextmanager
+def queue_down(app: FastAPI) -> Iterator[None]:
+    """Inside, every enqueue of `app`'s endpoints fails as with a dead broker (a 503)."""
+    get_task_queue = TaskQueueDep.__metadata__[0].dependency
+    app.dependency_overrides[get_task_queue] = QueueDown
+    try:
+        yield
+    finally:
+        del app.dependency_overrides[get_task_queue]
 
 
 def current_job() -> Any:

@@ -46,7 +46,13 @@ def not_found(item_id: int) -> HTTPException:
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def create_item(body: ItemIn, response: Response, queue: TaskQueueDep) -> ItemWritten:
     item = await run_in_threadpool(service.create_item, body)
-    job_id = await queue.enqueue(refresh_stats)
+    try:
+        job_id = await queue.enqueue(refresh_stats)
+    except Exception:
+        # A 503 (no broker) says "try again later": undo the creation, or the retry would
+        # create the item twice. (A PUT is simply retried: writing it again is harmless.)
+        await run_in_threadpool(service.delete_item, item.id)
+        raise
     response.headers["Location"] = f"/items/{item.id}"
     return ItemWritten(**item.model_dump(), job_id=job_id)
 

@@ -8,7 +8,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal
 
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from app.core.database import session_scope, utcnow
 from app.features.cache_updates.cache import Cache, CacheUnavailable
@@ -58,6 +58,12 @@ def create_item(data: ItemIn) -> ItemRead:
         session.add(item)
         session.flush()
         return ItemRead.model_validate(item)
+
+
+def delete_item(item_id: int) -> None:
+    """Undo a creation (the job refreshing the stats could not be scheduled)."""
+    with session_scope() as session:
+        session.execute(delete(Item).where(Item.id == item_id))
 
 
 def update_item(item_id: int, data: ItemIn) -> ItemRead | None:

@@ -8,7 +8,7 @@ from fastapi.concurrency import run_in_threadpool
 from app.features.email import service
 from app.features.email.schemas import UserCreate, UserRead
 from app.features.email.tasks import send_welcome
-from app.tasks import QueueUnavailable, TaskQueueDep
+from app.tasks import TaskQueueDep
 
 router = APIRouter(prefix="/users", tags=["users"])
 
@@ -33,9 +33,9 @@ async def create_user(payload: UserCreate, queue: TaskQueueDep, response: Respon
     # (`welcome_email_job_id` stays null, which is how an operator finds them).
     try:
         job_id = await queue.enqueue(send_welcome, user_id=user.id)
-    except QueueUnavailable:
-        # The 503 says "try again later": undo the registration, or the retry would get a
-        # 409 and the welcome email would never be sent.
+    except Exception:
+        # A 503 (no broker) says "try again later": undo the registration, or the retry
+        # would meet a 409 and the welcome email would never be sent.
         await run_in_threadpool(service.delete_user, user.id)
         raise
     await run_in_threadpool(service.set_welcome_email_job, user.id, job_id)

@@ -11,6 +11,7 @@ from prometheus_client import REGISTRY
 
 from app.features.cache_updates import service
 from app.features.cache_updates.schemas import ItemStats
+from tests.sample_work import queue_down
 
 Create = Callable[..., dict[str, Any]]
 Wait = Callable[..., dict[str, Any]]
@@ -115,6 +116,14 @@ def test_concurrent_cold_reads_of_stats_compute_the_aggregate_once(
     assert {response.status_code for response in responses} == {200}
     assert {response.json()["count"] for response in responses} == {3}
     assert client.get("/items/stats").headers["X-Cache"] == "hit"
+
+
+def test_an_item_refused_for_want_of_a_queue_is_not_created(client: TestClient) -> None:
+    with queue_down(client.app):
+        refused = client.post("/items", json={"name": "Desk lamp", "price": 24.5})
+
+    assert refused.status_code == 503
+    assert service.compute_stats().count == 0  # the client's retry will not make a second
 
 
 def test_unknown_item_is_404(client: TestClient) -> None:

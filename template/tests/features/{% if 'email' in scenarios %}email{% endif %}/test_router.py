@@ -1,6 +1,5 @@
 """`POST /users` and `GET /users/{id}`: status codes, headers, bodies, and what gets scheduled."""
 
-import uuid
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -11,9 +10,8 @@ from sqlalchemy import func, select
 
 from app.core.database import session_scope
 from app.jobs.models import Job
-from app.tasks import QueueUnavailable, Task, TaskQueueDep
 from tests.features.email.conftest import SmtpServer
-from tests.sample_work import create_sample_app
+from tests.sample_work import queue_down
 
 Wait = Callable[..., dict[str, Any]]
 ADA = {"email": "Ada@Example.com", "name": "Ada Lovelace"}
@@ -57,28 +55,17 @@ def test_registered_user_reads_back_with_the_welcome_email_marked_sent(
     assert sent_at >= datetime.fromisoformat(user["created_at"])
 
 
-class BrokerDown:
-    """A task queue that cannot take work, as the Celery backend is when its broker is down."""
-
-    async def enqueue(self, task: Task, /, **kwargs: Any) -> uuid.UUID:
-        raise QueueUnavailable("the task broker is unreachable", uuid.uuid4())
-
-
 def test_registration_refused_for_want_of_a_queue_can_be_retried(
-    smtp_server: SmtpServer, wait_for_job: Wait
+    client: TestClient, smtp_server: SmtpServer, wait_for_job: Wait
 ) -> None:
-    app = create_sample_app()
-    get_task_queue = TaskQueueDep.__metadata__[0].dependency
-    with TestClient(app) as client:
-        app.dependency_overrides[get_task_queue] = BrokerDown
+    with queue_down(client.app):
         refused = client.post("/users", json=ADA)
-        app.dependency_overrides.clear()
-        retried = client.post("/users", json=ADA)  # as the 503's Retry-After invites
+    retried = client.post("/users", json=ADA)  # as the 503's Retry-After invites
 
-        assert refused.status_code == 503
-        assert "try again later" in refused.json()["detail"]
-        assert retried.status_code == 201, retried.text  # not 409: nothing was left behind
-        wait_for_job(retried.json()["welcome_email_job_id"])
+    assert refused.status_code == 503
+    assert "try again later" in refused.json()["detail"]
+    assert retried.status_code == 201, retried.text  # not 409: nothing was left behind
+    wait_for_job(retried.json()["welcome_email_job_id"])
     assert len(smtp_server.deliveries) == 1
 
 
