@@ -95,3 +95,19 @@ class TaskQueue(Protocol):
     """What a feature sees: hand over a named unit of work, get the id of its job back."""
 
     async def enqueue(self, task: Task, /, **kwargs: Any) -> uuid.UUID: ...
+
+
+async def enqueue_or_undo(
+    queue: TaskQueue, task: Task, undo: Callable[[], Any], /, **kwargs: Any
+) -> uuid.UUID:
+    """Enqueue the work; should that fail, run `undo` (sync) and re-raise.
+
+    For work that completes what the request already committed (a new user's welcome
+    email, a new document's processing): a refused job answers 503 "try again later", and
+    the retry must find nothing half-done, or it meets a 409 or writes the row twice.
+    """
+    try:
+        return await queue.enqueue(task, **kwargs)
+    except Exception:
+        await run_in_threadpool(undo)
+        raise

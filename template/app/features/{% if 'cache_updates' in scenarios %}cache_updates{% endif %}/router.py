@@ -2,6 +2,7 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request, Response, status
@@ -11,7 +12,7 @@ from app.features.cache_updates import service
 from app.features.cache_updates.cache import Cache, open_cache
 from app.features.cache_updates.schemas import ItemIn, ItemRead, ItemStats, ItemWritten
 from app.features.cache_updates.tasks import refresh_item, refresh_stats
-from app.tasks import TaskQueueDep
+from app.tasks import TaskQueueDep, enqueue_or_undo
 
 
 @asynccontextmanager
@@ -46,13 +47,8 @@ def not_found(item_id: int) -> HTTPException:
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def create_item(body: ItemIn, response: Response, queue: TaskQueueDep) -> ItemWritten:
     item = await run_in_threadpool(service.create_item, body)
-    try:
-        job_id = await queue.enqueue(refresh_stats)
-    except Exception:
-        # A 503 (no broker) says "try again later": undo the creation, or the retry would
-        # create the item twice. (A PUT is simply retried: writing it again is harmless.)
-        await run_in_threadpool(service.delete_item, item.id)
-        raise
+    # Else the retry of a 503 would create the item twice (a PUT may simply be retried).
+    job_id = await enqueue_or_undo(queue, refresh_stats, partial(service.delete_item, item.id))
     response.headers["Location"] = f"/items/{item.id}"
     return ItemWritten(**item.model_dump(), job_id=job_id)
 

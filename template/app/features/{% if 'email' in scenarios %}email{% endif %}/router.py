@@ -1,5 +1,6 @@
 """`POST /users` registers a user and schedules their welcome email; `GET /users/{id}` reads one."""
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Response, status
@@ -8,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from app.features.email import service
 from app.features.email.schemas import UserCreate, UserRead
 from app.features.email.tasks import send_welcome
-from app.tasks import TaskQueueDep
+from app.tasks import TaskQueueDep, enqueue_or_undo
 
 router = APIRouter(prefix="/users", tags=["users"])
 
@@ -31,13 +32,8 @@ async def create_user(payload: UserCreate, queue: TaskQueueDep, response: Respon
     # Enqueued only once the user row is committed, so a refused duplicate schedules
     # nothing. Should the process die right here, the user exists without a welcome job
     # (`welcome_email_job_id` stays null, which is how an operator finds them).
-    try:
-        job_id = await queue.enqueue(send_welcome, user_id=user.id)
-    except Exception:
-        # A 503 (no broker) says "try again later": undo the registration, or the retry
-        # would meet a 409 and the welcome email would never be sent.
-        await run_in_threadpool(service.delete_user, user.id)
-        raise
+    undo = partial(service.delete_user, user.id)  # else the retry of a 503 meets a 409
+    job_id = await enqueue_or_undo(queue, send_welcome, undo, user_id=user.id)
     await run_in_threadpool(service.set_welcome_email_job, user.id, job_id)
     user.welcome_email_job_id = job_id
     response.headers["Location"] = f"/users/{user.id}"

@@ -1,6 +1,7 @@
 """`/documents`: upload text or Markdown, follow its processing, and search the embedded chunks."""
 
 import uuid
+from functools import partial
 
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
@@ -22,7 +23,7 @@ from app.features.embeddings.schemas import (
 )
 from app.features.embeddings.tasks import process_document
 from app.features.embeddings.upload import read_upload
-from app.tasks import TaskQueueDep
+from app.tasks import TaskQueueDep, enqueue_or_undo
 
 router = APIRouter(prefix="/documents", tags=["documents"])
 
@@ -65,12 +66,8 @@ async def upload_document(request: Request, queue: TaskQueueDep) -> DocumentAcce
     """Store the document and embed it in the background; poll `GET /documents/{id}`."""
     upload = await read_upload(request, get_embeddings_settings().max_upload_bytes)
     document_id = await run_in_threadpool(service.create_document, upload)
-    try:
-        job_id = await queue.enqueue(process_document, document_id=str(document_id))
-    except Exception:
-        # Without a job the document would stay queued forever.
-        await run_in_threadpool(service.delete_document, document_id)
-        raise
+    undo = partial(service.delete_document, document_id)  # else it would stay queued forever
+    job_id = await enqueue_or_undo(queue, process_document, undo, document_id=str(document_id))
     await run_in_threadpool(service.attach_job, document_id, job_id)
     return DocumentAccepted(id=document_id, status=DocumentStatus.QUEUED, job_id=job_id)
 
