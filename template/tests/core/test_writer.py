@@ -43,12 +43,6 @@ def writer(
     event.listen(engine, "commit", lambda _conn: commits.append(1))
     writer = GroupCommitWriter(engine)
     writer.inline = request.param
-    writer.executions = []  # type: ignore[attr-defined]
-    event.listen(
-        engine,
-        "before_cursor_execute",
-        lambda *args: writer.executions.append(args[2]),  # type: ignore[attr-defined]
-    )
     yield writer, engine, commits
     writer.close()
     engine.dispose()
@@ -118,6 +112,8 @@ def values(engine: Engine) -> dict[int, int]:
 
 def test_interleaved_writes_to_many_rows_run_as_one_execution_per_statement(writer) -> None:
     writer, engine, _ = writer
+    executions: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: executions.append(args[2]))
 
     async def lifecycles() -> None:
         # Each row: created, set, doubled; the rows' writes interleave as requests' do.
@@ -130,7 +126,7 @@ def test_interleaved_writes_to_many_rows_run_as_one_execution_per_statement(writ
 
     asyncio.run(lifecycles())
 
-    assert len(writer.executions) == 3
+    assert len(executions) == 3
     assert values(engine) == {i: (i + 1) * 2 for i in range(1, 51)}
 
 
