@@ -1,10 +1,24 @@
 """Service settings, read from environment variables (and an optional `.env` file)."""
 
+import importlib
+import importlib.util
+import pkgutil
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, TypeVar, get_type_hints
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+S = TypeVar("S", bound=BaseSettings)
+# Every cached settings getter of the service; `check_settings` loads them all at start-up.
+_GETTERS: list[Callable[[], BaseSettings]] = []
+
+
+def settings_getter(getter: Callable[[], S]) -> Callable[[], S]:
+    """Register a cached settings getter, so start-up checks its variables."""
+    _GETTERS.append(getter)
+    return getter
 
 
 class Settings(BaseSettings):
@@ -30,6 +44,46 @@ class Settings(BaseSettings):
         return url
 
 
+@settings_getter
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def check_settings() -> None:
+    """Load every settings class now: a bad value stops start-up with one line saying which.
+
+    Without this, a feature's settings load on first use, so a typo in its variables shows
+    as a 500 on every request, or a failed job, long after the service said it started.
+    """
+    import app.features  # each feature's config module registers its getter when imported
+
+    for feature in pkgutil.iter_modules(app.features.__path__):
+        config = f"app.features.{feature.name}.config"
+        if importlib.util.find_spec(config) is not None:
+            importlib.import_module(config)
+    for getter in _GETTERS:
+        try:
+            getter()
+        except ValidationError as exc:
+            message = describe_settings_error(exc, get_type_hints(getter)["return"])
+            raise SystemExit(message) from None
+
+
+def describe_settings_error(exc: ValidationError, settings: type[BaseSettings]) -> str:
+    """Name the environment variable of each refused value, and why (never a secret's value)."""
+    prefix = settings.model_config.get("env_prefix") or ""
+    problems = []
+    for error in exc.errors():
+        reason = error["msg"].removeprefix("Value error, ")
+        if not error["loc"]:  # a rule across several variables says which itself
+            problems.append(reason)
+            continue
+        field = settings.model_fields.get(str(error["loc"][0]))
+        alias = field.validation_alias if field else None
+        name = alias if isinstance(alias, str) else f"{prefix}{error['loc'][0]}".upper()
+        kinds = (field.annotation, *getattr(field.annotation, "__args__", ())) if field else ()
+        secret = SecretStr in kinds
+        value = "" if secret or "input" not in error else f"={error['input']!r}"
+        problems.append(f"{name}{value}: {reason}")
+    return "invalid configuration: " + "; ".join(problems)

@@ -5,6 +5,7 @@ from functools import lru_cache
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.core.config import settings_getter
 from app.tasks import RUNS_IN_API_PROCESS
 
 SCHEMES = ("memory", "redis", "rediss", "unix")
@@ -46,6 +47,7 @@ class CacheSettings(BaseSettings):
         return self.url.startswith("memory://")
 
 
+@settings_getter
 @lru_cache
 def get_cache_settings() -> CacheSettings:
     return CacheSettings()

@@ -5,6 +5,8 @@ from functools import lru_cache
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.core.config import settings_getter
+
 
 class EmailSettings(BaseSettings):
     """Where and how welcome emails are sent. The defaults suit a local SMTP sink on :1025."""
@@ -42,6 +44,7 @@ class EmailSettings(BaseSettings):
         return self
 
 
+@settings_getter
 @lru_cache
 def get_email_settings() -> EmailSettings:
     return EmailSettings()

@@ -6,6 +6,8 @@ from typing import Literal, Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.core.config import settings_getter
+
 
 class EmbeddingsSettings(BaseSettings):
     """Upload limits, chunking, and which embedder turns text into vectors."""
@@ -41,6 +43,7 @@ class EmbeddingsSettings(BaseSettings):
         return self
 
 
+@settings_getter
 @lru_cache
 def get_embeddings_settings() -> EmbeddingsSettings:
     return EmbeddingsSettings()

@@ -5,6 +5,8 @@ from functools import lru_cache
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.core.config import settings_getter
+
 
 class RequestLogSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REQUEST_LOG_", env_file=".env", extra="ignore")
@@ -17,6 +19,7 @@ class RequestLogSettings(BaseSettings):
     flush_interval_seconds: float = Field(default=1.0, gt=0)
 
 
+@settings_getter
 @lru_cache
 def get_request_log_settings() -> RequestLogSettings:
     return RequestLogSettings()
