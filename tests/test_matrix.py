@@ -4,9 +4,11 @@ import hashlib
 import os
 import re
 import shutil
+import tomllib
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import (
     QUESTIONS,
@@ -80,6 +82,15 @@ def check_config_files(project: Path, combo: Combo) -> None:
         )
 
 
+def check_slug_cannot_shadow_an_installed_package(project: Path) -> None:
+    """copier.yml refuses a slug naming any package a render installs: keep its list whole."""
+    lock = tomllib.loads((project / "uv.lock").read_text())
+    own_name = tomllib.loads((project / "pyproject.toml").read_text())["project"]["name"]
+    installed = {package["name"] for package in lock["package"]} - {own_name}
+    missing = installed - set(yaml.safe_load(QUESTIONS["dependency_names"]["default"]))
+    assert not missing, f"add to dependency_names in copier.yml: {', '.join(sorted(missing))}"
+
+
 # Files a test run never reads: combinations that differ only in them run the same tests.
 NOT_READ_BY_TESTS = {
     "Dockerfile",
@@ -122,6 +133,7 @@ def test_combination_renders_lints_and_passes_its_tests(
     check_no_jinja_left(project)
     check_config_files(project, combo)
     sync_project(project)
+    check_slug_cannot_shadow_an_installed_package(project)
     project_tool(project, "ruff", "check", ".")
     project_tool(project, "ruff", "format", "--check", ".")
     # Docker and CI files change nothing the tests read: an identical tree already passed

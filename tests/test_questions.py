@@ -34,7 +34,7 @@ def test_structural_questions_are_never_hidden_behind_when() -> None:
     # An unasked answer is not stored, and `copier update` would silently revert it.
     hidden = [name for name, q in QUESTIONS.items() if "when" in q]
 
-    assert hidden == ["python_reserved_names"]
+    assert hidden == ["python_reserved_names", "dependency_names"]
 
 
 @pytest.mark.parametrize(
@@ -51,6 +51,8 @@ def test_structural_questions_are_never_hidden_behind_when() -> None:
             'shadows the Python keyword or standard-library module "class"',
         ),
         ({"project_slug": "test-support"}, None),
+        ({"project_slug": "fastapi"}, '"fastapi" is the name of a package the service installs'),
+        ({"project_slug": "starlette"}, "pick another name, for example: starlette-service"),
         ({"project_slug": "email"}, "pick another name, for example: email-service"),
         ({"author_email": "not-an-email"}, "is not an email address: type one like"),
         ({"author_email": "two@@example.com"}, "is not an email address"),
