@@ -1,6 +1,7 @@
 """`GET /jobs/{job_id}`."""
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
 from fastapi.testclient import TestClient
 
@@ -32,3 +33,14 @@ def test_job_json_has_the_documented_fields(client: TestClient) -> None:
         "updated_at",
     } <= set(job)
     assert job["id"] == job_id
+
+
+def test_job_timestamps_are_utc_with_their_zone(client: TestClient) -> None:
+    before = datetime.now(UTC)
+    job_id = client.post("/samples/echo", json={"value": "x"}).json()["job_id"]
+
+    job = client.get(f"/jobs/{job_id}").json()
+
+    created = datetime.fromisoformat(job["created_at"])
+    assert created.utcoffset() == timedelta(0)  # "…Z": clients need not guess the zone
+    assert before <= created <= datetime.fromisoformat(job["updated_at"])
