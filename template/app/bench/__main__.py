@@ -24,6 +24,7 @@ from app.jobs.models import Job, JobStatus
 from app.tasks import RUNS_IN_API_PROCESS
 
 PYTHON = sys.executable
+CAN_READ_CPU = Path("/proc/self/task").is_dir()  # Linux; elsewhere the CPU columns stay empty
 
 
 def free_port() -> int:
@@ -50,6 +51,49 @@ def wait_ready(
         if process.poll() is not None or time.monotonic() > deadline:
             sys.exit(f"benchmark process failed to start:\n{log.read_text(errors='replace')}")
         time.sleep(0.05)
+
+
+def cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU time (user + system) of each thread of `pid` so far; empty where /proc is missing."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    threads: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        threads[int(task.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    return threads
+
+
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds of a process and its children (a Celery worker and its pool), so far."""
+    total = sum(cpu_seconds(pid).values())
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return total + sum(process_tree_cpu(int(child)) for child in children)
+
+
+def cpu_per_request(
+    pid: int, before: dict[int, float], requests: int, elapsed: float
+) -> dict[str, float]:
+    """Where a phase's CPU went, per request: the event loop (main thread), the other threads.
+
+    Every thread of a Python process shares one interpreter lock, so a process that uses
+    about one core in all is bound by it, whatever the number of threads.
+    """
+    after = cpu_seconds(pid)
+    spent = {tid: after[tid] - before.get(tid, 0.0) for tid in after}
+    main = spent.get(pid, 0.0)
+    others = sum(spent.values()) - main
+    per = 1e6 / max(requests, 1)
+    return {
+        "loop_us": round(main * per, 1),
+        "threads_us": round(others * per, 1),
+        "cores": round((main + others) / elapsed, 2) if elapsed else 0.0,
+    }
 
 
 def load(url: str, concurrency: int, duration: float, method: str = "POST") -> dict[str, Any]:
@@ -105,13 +149,23 @@ def drain_rate(env: dict[str, str], workdir: Path, count: int, wrapped: bool) ->
 
 
 def price_bookkeeping(
-    env: dict[str, str], workdir: Path, args: argparse.Namespace
+    env: dict[str, str], workdir: Path, args: argparse.Namespace, worker: int
 ) -> dict[str, float]:
-    """Raw Celery no-op throughput against the same work wrapped as durable jobs."""
+    """Raw Celery no-op throughput against the same work wrapped as durable jobs.
+
+    Also the worker's CPU per task in each run: the rates are measured one after the other
+    on a shared machine, its CPU time is the steadier reading of the same cost.
+    """
     count = 200 if args.smoke else 3000
-    raw = drain_rate(env, workdir, count, wrapped=False)
-    wrapped = drain_rate(env, workdir, count, wrapped=True)
-    return {"raw_celery_tasks_per_s": raw, "wrapped_jobs_per_s": wrapped}
+    for wrapped in (False, True):  # warm both paths up (imports, connections, first rows)
+        drain_rate(env, workdir, count // 10, wrapped)
+    result = {}
+    for kind, wrapped in (("raw", False), ("wrapped", True)):
+        before = process_tree_cpu(worker) if CAN_READ_CPU else 0.0
+        result[f"{kind}_per_s"] = drain_rate(env, workdir, count, wrapped)
+        if CAN_READ_CPU:
+            result[f"{kind}_cpu_us"] = (process_tree_cpu(worker) - before) * 1e6 / (count + 2)
+    return result
 
 
 def main() -> None:
@@ -137,6 +191,7 @@ def main() -> None:
         "CELERY_QUEUE": f"bench-{uuid.uuid4().hex[:8]}",
     }
     processes: list[subprocess.Popen[bytes]] = []
+    worker: subprocess.Popen[bytes] | None = None
     try:
         # The load generator's own ceiling, against a server that answers instantly.
         port = free_port()
@@ -175,11 +230,23 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         wait_ready(lambda: httpx.get(f"{base}/health", timeout=1).status_code == 200, api, log)
 
-        bare = load(f"{base}/bench/bare", args.concurrency, args.duration)
-        enqueue = load(f"{base}/bench/enqueue", args.concurrency, args.duration)
+        phases = {}
+        worker_before = 0.0
+        for phase in ("bare", "enqueue"):
+            if phase == "enqueue" and worker is not None and CAN_READ_CPU:
+                worker_before = process_tree_cpu(worker.pid)
+            before, started = cpu_seconds(api.pid), time.monotonic()
+            phases[phase] = load(f"{base}/bench/{phase}", args.concurrency, args.duration)
+            phases[phase]["cpu"] = cpu_per_request(
+                api.pid, before, phases[phase]["requests"], time.monotonic() - started
+            )
+        bare, enqueue = phases["bare"], phases["enqueue"]
         submitted = enqueue["statuses"].get("202", 0)
         jobs = wait_for_jobs(database_url, submitted, timeout=max(60, args.duration * 10))
-        bookkeeping = None if RUNS_IN_API_PROCESS else price_bookkeeping(env, workdir, args)
+        if worker is not None and CAN_READ_CPU:
+            worker_cpu = process_tree_cpu(worker.pid) - worker_before
+            jobs["worker_cpu_us_per_job"] = round(worker_cpu * 1e6 / max(jobs["succeeded"], 1), 1)
+        bookkeeping = None if worker is None else price_bookkeeping(env, workdir, args, worker.pid)
     finally:
         for process in processes:
             process.terminate()
@@ -207,29 +274,54 @@ def main() -> None:
         "failed": jobs["failed"],
         "lost": submitted - jobs["succeeded"] - jobs["failed"],
         "errors": sum(n for code, n in enqueue["statuses"].items() if code != "202"),
+        # API process CPU per request: on its event loop, on its other threads, cores used.
+        "bare_cpu": bare["cpu"],
+        "enqueue_cpu": enqueue["cpu"],
     }
+    if "worker_cpu_us_per_job" in jobs:
+        result["worker_cpu_us_per_job"] = jobs["worker_cpu_us_per_job"]
     if bookkeeping:
-        raw, wrapped = bookkeeping["raw_celery_tasks_per_s"], bookkeeping["wrapped_jobs_per_s"]
+        raw, wrapped = bookkeeping["raw_per_s"], bookkeeping["wrapped_per_s"]
         result["raw_celery_tasks_per_s"] = round(raw, 1)
         result["wrapped_jobs_per_s"] = round(wrapped, 1)
         result["bookkeeping_cost"] = round(1 - wrapped / raw, 3)
+        if "raw_cpu_us" in bookkeeping:
+            raw_cpu, wrapped_cpu = bookkeeping["raw_cpu_us"], bookkeeping["wrapped_cpu_us"]
+            result["raw_task_cpu_us"] = round(raw_cpu, 1)
+            result["wrapped_job_cpu_us"] = round(wrapped_cpu, 1)
+            result["bookkeeping_cpu_cost"] = round(1 - raw_cpu / wrapped_cpu, 3)
     rows = [
         ("load generator ceiling", ceiling["rps"], ceiling["p50_ms"], ceiling["p99_ms"]),
         ("bare endpoint", bare["rps"], bare["p50_ms"], bare["p99_ms"]),
         ("enqueue (durable job)", enqueue["rps"], enqueue["p50_ms"], enqueue["p99_ms"]),
     ]
-    print(f"{'':24} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"{'':24} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}   API CPU per request")
     for name, rps, p50, p99 in rows:
-        print(f"{name:24} {rps:10.1f} {p50:8.2f} {p99:8.2f}")
+        cpu = {"bare endpoint": bare["cpu"], "enqueue (durable job)": enqueue["cpu"]}.get(name)
+        where = (
+            f"   {cpu['loop_us']:.0f} µs loop + {cpu['threads_us']:.0f} µs threads"
+            f" ({cpu['cores']:.2f} cores)"
+            if cpu and cpu["cores"]
+            else ""
+        )
+        print(f"{name:24} {rps:10.1f} {p50:8.2f} {p99:8.2f}{where}")
     print(
         f"enqueue/bare = {result['ratio']:.2f}; jobs {result['succeeded']}/{submitted} succeeded"
         f" at {result['jobs_per_s']:.0f}/s; lost {result['lost']}"
     )
+    if "worker_cpu_us_per_job" in result:
+        print(f"worker CPU per job, end to end: {result['worker_cpu_us_per_job']:.0f} µs")
     if bookkeeping:
         print(
             f"worker: {result['raw_celery_tasks_per_s']:.0f} raw Celery no-ops/s, "
             f"{result['wrapped_jobs_per_s']:.0f} durable jobs/s: bookkeeping costs "
             f"{result['bookkeeping_cost']:.0%}"
+        )
+    if "bookkeeping_cpu_cost" in result:
+        print(
+            f"worker CPU: {result['raw_task_cpu_us']:.0f} µs per raw task, "
+            f"{result['wrapped_job_cpu_us']:.0f} µs per durable job: bookkeeping takes "
+            f"{result['bookkeeping_cpu_cost']:.0%} of a job's CPU"
         )
     print(json.dumps(result))
     if result["lost"] or result["failed"]:

@@ -28,6 +28,8 @@ def main() -> None:
     args = parser.parse_args()
     start = args.workdir / f"start-{args.wrapped}"
     end = args.workdir / f"end-{args.wrapped}"
+    for marker in (start, end):  # left by an earlier run (a warm-up) in the same directory
+        marker.unlink(missing_ok=True)
     job_ids: list[uuid.UUID] = []
     if args.wrapped:
         job_ids = asyncio.run(create_jobs(args.count))
