@@ -1,6 +1,8 @@
 """SMTP settings of the email feature, read from `SMTP_*` variables and `EMAIL_FROM`."""
 
+from email.utils import parseaddr
 from functools import lru_cache
+from typing import Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,12 +36,31 @@ class EmailSettings(BaseSettings):
         # `SMTP_USERNAME=` in a .env file means "no authentication", not an empty login.
         return None if value == "" else value
 
+    @field_validator("email_from")
+    @classmethod
+    def _an_ascii_address(cls, value: str) -> str:
+        # Else every welcome email would be refused at MAIL FROM, one job at a time.
+        local, _, domain = parseaddr(value)[1].rpartition("@")
+        if not (local and domain and f"{local}{domain}".isascii()):
+            raise ValueError(
+                f"EMAIL_FROM={value!r} is not an ASCII email address: set it like "
+                "EMAIL_FROM=My Service <no-reply@example.com> (an internationalised domain "
+                "in its xn-- form)"
+            )
+        return value
+
     @model_validator(mode="after")
-    def _one_tls_mode(self) -> "EmailSettings":
+    def _consistent(self) -> Self:
+        # Contradictions that would fail every welcome email, caught before the first one.
         if self.starttls and self.use_tls:
             raise ValueError(
-                "SMTP_STARTTLS and SMTP_USE_TLS are exclusive: "
-                "set SMTP_STARTTLS=true for port 587, or SMTP_USE_TLS=true for port 465"
+                "SMTP_STARTTLS and SMTP_USE_TLS are exclusive: set SMTP_STARTTLS=true "
+                "(port 587) or SMTP_USE_TLS=true (port 465), and the other one to false"
+            )
+        if self.password is not None and self.username is None:
+            raise ValueError(
+                "SMTP_PASSWORD is set but SMTP_USERNAME is not, so the password would never "
+                "be sent: set SMTP_USERNAME to log in, or leave SMTP_PASSWORD empty"
             )
         return self
 

@@ -19,5 +19,9 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     welcome_email_job_id: Mapped[uuid.UUID | None]
+    # Claimed (set only while unset) before the welcome email's first byte goes out, and
+    # cleared when the server certainly did not take it: a run finding it set without
+    # `welcome_email_sent_at` cannot know whether the email arrived, so it sends nothing.
+    welcome_email_sending_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Set once the SMTP server accepted the welcome email; a rerun of the job skips it.
     welcome_email_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

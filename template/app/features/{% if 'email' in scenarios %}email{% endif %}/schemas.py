@@ -6,8 +6,19 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, StringConstraints
 
-# Lowercased so "Ada@Example.com" and "ada@example.com" are one account.
-NormalisedEmail = Annotated[EmailStr, AfterValidator(str.lower)]
+
+def _deliverable(email: str) -> str:
+    # An internationalised domain is fine (it is sent as punycode), but a mailbox name
+    # beyond ASCII needs SMTPUTF8 from every server on the way: refused now, not failed later.
+    if not email.rpartition("@")[0].isascii():
+        raise ValueError(
+            "the part before the @ must be ASCII: this service cannot deliver to "
+            "internationalised mailbox names (they need SMTPUTF8); use an ASCII address"
+        )
+    return email.lower()  # so "Ada@Example.com" and "ada@example.com" are one account
+
+
+NormalisedEmail = Annotated[EmailStr, AfterValidator(_deliverable)]
 # No control characters: the name goes into the Subject header and the email body.
 PersonName = Annotated[
     str,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import aiosmtplib
+from email_validator import validate_email
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
@@ -49,6 +50,10 @@ class MessageRejected(PermanentError):
         self.code, self.reply = code, reply
 
 
+class DeliveryUnknown(PermanentError):
+    """The message may have reached the server: sending it again could deliver it twice."""
+
+
 def create_user(email: str, name: str) -> User:
     """Insert a user; raises `EmailTaken` when the unique constraint on email refuses it."""
     try:
@@ -77,6 +82,34 @@ def set_welcome_email_job(user_id: int, job_id: uuid.UUID) -> None:
         session.execute(update(User).where(User.id == user_id).values(welcome_email_job_id=job_id))
 
 
+def claim_welcome_email(user_id: int) -> bool:
+    """Mark the welcome email as being sent; False if it is already claimed or sent.
+
+    One conditional UPDATE, so of two runs racing for the same user only one may send.
+    """
+    with session_scope() as session:
+        claimed = session.execute(
+            update(User)
+            .where(
+                User.id == user_id,
+                User.welcome_email_sending_at.is_(None),
+                User.welcome_email_sent_at.is_(None),
+            )
+            .values(welcome_email_sending_at=utcnow())
+        )
+        return claimed.rowcount == 1
+
+
+def release_welcome_email(user_id: int) -> None:
+    """Drop the claim after a failure that proves the server did not take the email."""
+    with session_scope() as session:
+        session.execute(
+            update(User)
+            .where(User.id == user_id, User.welcome_email_sent_at.is_(None))
+            .values(welcome_email_sending_at=None)
+        )
+
+
 def mark_welcome_email_sent(user_id: int) -> datetime:
     """Record that the SMTP server accepted the welcome email (kept if already recorded)."""
     sent_at = utcnow()
@@ -93,13 +126,23 @@ def render(template: str, **context: Any) -> str:
     return _templates.get_template(template).render(**context)
 
 
+def mail_address(email: str) -> str:
+    """The address as SMTP carries it without extensions: an internationalised domain as punycode.
+
+    `bob@例え.jp` goes out as `bob@xn--r8jz45g.jp`, which every server accepts. A non-ASCII
+    part before the @ has no such form (registration refuses it); it is sent as it is, so
+    only a server offering SMTPUTF8 takes it.
+    """
+    return validate_email(email, check_deliverability=False).ascii_email or email
+
+
 def compose_welcome(user: User, settings: EmailSettings) -> EmailMessage:
     """The welcome email: a plain-text part and an HTML alternative, from `templates/`."""
     context = {"name": user.name, "email": user.email}
     message = EmailMessage()
     message["Subject"] = render("welcome_subject.txt", **context).strip()
     message["From"] = settings.email_from
-    message["To"] = user.email
+    message["To"] = mail_address(user.email)
     message["Date"] = format_datetime(utcnow())
     message["Message-ID"] = welcome_message_id(user, settings)
     message.set_content(render("welcome.txt", **context))
@@ -108,45 +151,62 @@ def compose_welcome(user: User, settings: EmailSettings) -> EmailMessage:
 
 
 def welcome_message_id(user: User, settings: EmailSettings) -> str:
-    """The same Message-ID every time for one user, so a resent duplicate can be recognised."""
+    """The same Message-ID every time for one user: one welcome email, one identity."""
     digest = hashlib.blake2b(user.email.encode(), digest_size=6).hexdigest()
     domain = parseaddr(settings.email_from)[1].rpartition("@")[2] or "localhost"
     return f"<welcome.{user.id}.{digest}@{domain}>"
 
 
+class _SMTP(aiosmtplib.SMTP):
+    """aiosmtplib's client, noting when the message itself starts out (after MAIL and RCPT)."""
+
+    message_started = False
+
+    async def data(self, message: str | bytes, /, **kwargs: Any) -> aiosmtplib.SMTPResponse:
+        self.message_started = True
+        return await super().data(message, **kwargs)
+
+
 async def send(message: EmailMessage, settings: EmailSettings, *, template: str) -> None:
     """Hand `message` to the SMTP server.
 
-    Failures that can pass are ordinary exceptions, so the job is retried: 4xx replies
-    (`MessageDeferred`), and connections refused, timed out or dropped (aiosmtplib's own
-    errors). A 5xx reply raises `MessageRejected` and a server lacking a feature the
-    settings ask for raises `PermanentError`: the job fails at once.
+    Any failure but `DeliveryUnknown` proves the server did not take the message. Those
+    that can pass are ordinary exceptions, so the job is retried: 4xx replies
+    (`MessageDeferred`), and connections refused, timed out or dropped before the message
+    was sent. A 5xx reply raises `MessageRejected` and a server lacking a feature the
+    settings ask for raises `PermanentError`: the job fails at once. A connection lost
+    while the message was on its way, before the server's reply, raises `DeliveryUnknown`:
+    SMTP cannot tell whether it arrived.
     """
+    client = _SMTP(
+        hostname=settings.host,
+        port=settings.port,
+        username=settings.username,
+        password=settings.password.get_secret_value() if settings.password else None,
+        use_tls=settings.use_tls,
+        start_tls=settings.starttls,
+        timeout=settings.timeout_seconds,
+    )
     try:
-        await aiosmtplib.send(
-            message,
-            sender=parseaddr(settings.email_from)[1],
-            recipients=[message["To"]],
-            hostname=settings.host,
-            port=settings.port,
-            username=settings.username,
-            password=settings.password.get_secret_value() if settings.password else None,
-            use_tls=settings.use_tls,
-            start_tls=settings.starttls,
-            timeout=settings.timeout_seconds,
-        )
-    except Exception as exc:
-        error = _classify(exc)
-        permanent = isinstance(error, PermanentError)
-        EMAILS_FAILED.labels(template, "permanent" if permanent else "transient").inc()
+        async with client:
+            await client.send_message(
+                message, sender=parseaddr(settings.email_from)[1], recipients=[message["To"]]
+            )
+    except Exception as exc:  # a failed QUIT after the 250 is not one: aiosmtplib ignores it
+        error = _classify(exc, message_started=client.message_started)
+        if isinstance(error, DeliveryUnknown):
+            reason = "unknown"
+        else:
+            reason = "permanent" if isinstance(error, PermanentError) else "transient"
+        EMAILS_FAILED.labels(template, reason).inc()
         if error is exc:
             raise
         raise error from exc
     EMAILS_SENT.labels(template).inc()
 
 
-def _classify(exc: Exception) -> Exception:
-    """The exception the job should see for an SMTP failure: permanent or retried."""
+def _classify(exc: Exception, *, message_started: bool) -> Exception:
+    """The exception the job should see for an SMTP failure: permanent, retried, or unknown."""
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
         exc = exc.recipients[0]  # one recipient per welcome email
     if isinstance(exc, aiosmtplib.SMTPResponseException):
@@ -159,4 +219,10 @@ def _classify(exc: Exception) -> Exception:
         # The server lacks what the settings or the message need (STARTTLS, AUTH,
         # SMTPUTF8): a configuration problem that the next attempt would hit again.
         return PermanentError(f"SMTP server cannot do what is asked: {exc.message}")
-    return exc  # refused, timed out, disconnected, network errors: worth another try
+    if message_started:
+        # Timed out or disconnected after DATA, before the reply: the server may hold it.
+        return DeliveryUnknown(
+            f"the connection failed while the message was being sent ({exc!r}): "
+            "the server may have accepted it, so it is not sent again (no duplicate)"
+        )
+    return exc  # refused, timed out, disconnected before the message: worth another try

@@ -89,12 +89,12 @@ def main(argv: list[str] | None = None) -> None:
 
         queries = [" ".join(rng.sample(words[:2000], 3)) for _ in range(args.queries)]
         started = time.perf_counter()
-        service.search(queries[0], args.limit, embedder)
+        service.search(queries[0], args.limit, embedder, settings.min_score)
         cold = time.perf_counter() - started
         latencies = []
         for query in queries:
             started = time.perf_counter()
-            service.search(query, args.limit, embedder)
+            service.search(query, args.limit, embedder, settings.min_score)
             latencies.append((time.perf_counter() - started) * 1000)
         print(
             f"search over {args.chunks} chunks (top {args.limit}, query embedding included): "

@@ -14,12 +14,16 @@ class EmbeddingsSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="EMBEDDINGS_", env_file=".env", extra="ignore")
 
-    # Largest request body accepted by POST /documents (the upload plus its multipart framing).
+    # Largest document accepted by POST /documents: a file's own size, or a JSON body.
     max_upload_bytes: int = Field(default=1_048_576, ge=1)
     # Chunks are measured in characters; consecutive chunks share about `chunk_overlap` of them.
     chunk_size: int = Field(default=800, ge=50)
     chunk_overlap: int = Field(default=100, ge=0)
     batch_size: int = Field(default=64, ge=1, le=2048)
+    # Search returns only chunks scoring above this cosine similarity. Scores are on each
+    # model's own scale; for the hashing embedder, chunks sharing no word with the query
+    # score about ±1/sqrt(dimension) (±0.044 at 512) from hash collisions alone.
+    min_score: float = Field(default=0.1, ge=-1, lt=1)
 
     provider: Literal["hashing", "openai"] = "hashing"
     # Size of the offline hashing embedder's vectors (the HTTP provider's model decides its own).
@@ -34,11 +38,19 @@ class EmbeddingsSettings(BaseSettings):
     retry_base_seconds: float = Field(default=0.5, ge=0)
 
     @model_validator(mode="after")
-    def _overlap_smaller_than_chunk(self) -> Self:
+    def _consistent(self) -> Self:
+        # Contradictions that would fail every upload or search, caught before the first one.
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError(
                 f"EMBEDDINGS_CHUNK_OVERLAP ({self.chunk_overlap}) must be smaller than "
-                f"EMBEDDINGS_CHUNK_SIZE ({self.chunk_size})"
+                f"EMBEDDINGS_CHUNK_SIZE ({self.chunk_size}): set EMBEDDINGS_CHUNK_OVERLAP "
+                f"below {self.chunk_size} (a fifth or less of it is usual), or "
+                f"EMBEDDINGS_CHUNK_SIZE above {self.chunk_overlap}"
+            )
+        if self.provider == "openai" and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(
+                f"EMBEDDINGS_BASE_URL={self.base_url!r} is not an HTTP URL: set it like "
+                "EMBEDDINGS_BASE_URL=https://api.openai.com or http://localhost:11434"
             )
         return self
 

@@ -35,7 +35,14 @@ class EmbeddingProviderError(PermanentError):
 
 
 class EmbeddingProviderUnavailable(Exception):
-    """The provider stayed rate-limited or down through every retry: the job retries later."""
+    """The provider stayed rate-limited or down through every retry: the job retries later.
+
+    `retry_after` is the wait in seconds the provider asked for last, if it named one.
+    """
+
+    def __init__(self, message: str, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 def normalise_rows(vectors: np.ndarray) -> np.ndarray:
@@ -152,11 +159,24 @@ RETRYABLE_STATUS = frozenset({408, 429, *range(500, 600)})
 MAX_RETRY_AFTER_SECONDS = 30.0
 
 
-class OpenAIEmbedder:
-    """`POST {base_url}/v1/embeddings` (OpenAI, Ollama, vLLM...), retrying 429/5xx with backoff."""
+def retry_after_seconds(header: str | None) -> float | None:
+    """A Retry-After header's wait in seconds; None when absent or an HTTP date."""
+    try:
+        seconds = float(header or "")
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
-    def __init__(self, settings: EmbeddingsSettings) -> None:
+
+class OpenAIEmbedder:
+    """`POST {base_url}/v1/embeddings` (OpenAI, Ollama, vLLM...), retrying 429/5xx with backoff.
+
+    `max_retries` defaults to EMBEDDINGS_MAX_RETRIES.
+    """
+
+    def __init__(self, settings: EmbeddingsSettings, max_retries: int | None = None) -> None:
         self.settings = settings
+        self.max_retries = settings.max_retries if max_retries is None else max_retries
         self.url = settings.base_url.rstrip("/") + "/v1/embeddings"
 
     @property
@@ -171,7 +191,7 @@ class OpenAIEmbedder:
         headers = {}
         if self.settings.api_key is not None:
             headers["Authorization"] = f"Bearer {self.settings.api_key.get_secret_value()}"
-        attempts = self.settings.max_retries + 1
+        attempts = self.max_retries + 1
         with httpx.Client(timeout=self.settings.timeout_seconds, headers=headers) as client:
             for attempt in range(1, attempts + 1):
                 try:
@@ -182,7 +202,7 @@ class OpenAIEmbedder:
                     if response.status_code not in RETRYABLE_STATUS:
                         return self._json(response)
                     problem = f"HTTP {response.status_code}: {response.text[:200]}"
-                    retry_after = response.headers.get("Retry-After")
+                    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
                 if attempt == attempts:
                     break
                 delay = self._delay(attempt, retry_after)
@@ -195,17 +215,15 @@ class OpenAIEmbedder:
                 )
                 time.sleep(delay)
         raise EmbeddingProviderUnavailable(
-            f"embedding provider at {self.url} still failing after {attempts} attempt(s): {problem}"
+            f"embedding provider at {self.url} still failing after {attempts} attempt(s): "
+            f"{problem}",
+            retry_after,
         )
 
-    def _delay(self, attempt: int, retry_after: str | None) -> float:
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
         """The server's Retry-After when it gives seconds, else exponential backoff with jitter."""
-        try:
-            seconds = float(retry_after or "")
-        except ValueError:
-            seconds = math.nan  # absent, or an HTTP date: use our own backoff
-        if math.isfinite(seconds) and seconds >= 0:
-            return min(seconds, MAX_RETRY_AFTER_SECONDS)
+        if retry_after is not None:
+            return min(retry_after, MAX_RETRY_AFTER_SECONDS)
         step = self.settings.retry_base_seconds * 2 ** (attempt - 1)
         return step / 2 + random.uniform(0, step / 2)
 
@@ -225,25 +243,38 @@ class OpenAIEmbedder:
     def _parse(self, body: Any, expected: int) -> np.ndarray:
         """The vectors of an OpenAI-style `{"data": [{"index", "embedding"}]}` body, in input order."""
         try:
-            items = sorted(body["data"], key=lambda item: item.get("index", 0))
-            vectors = np.array([item["embedding"] for item in items], dtype=np.float64)
-        except (KeyError, TypeError, AttributeError, ValueError) as exc:
-            raise EmbeddingProviderError(
-                f"malformed response from {self.url}: expected {EXPECTED_BODY} ({exc!r})"
-            ) from None
+            pairs = [(item["index"], item["embedding"]) for item in body["data"]]
+        except (KeyError, TypeError) as exc:
+            raise self._malformed(f"expected {EXPECTED_BODY} ({exc!r})") from None
+        indexes = [index for index, _ in pairs]
+        # Each index once and none missing, or some input would get another one's vector.
+        if not all(type(i) is int for i in indexes) or sorted(indexes) != [*range(len(pairs))]:
+            raise self._malformed(f"indexes {indexes[:20]} are not 0..{len(pairs) - 1}, each once")
+        try:
+            vectors = np.array([vector for _, vector in sorted(pairs)], dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise self._malformed(f"expected {EXPECTED_BODY} ({exc!r})") from None
         if vectors.ndim != 2 or vectors.shape[0] != expected or vectors.shape[1] == 0:
-            raise EmbeddingProviderError(
-                f"malformed response from {self.url}: {expected} input(s) gave vectors "
-                f"of shape {vectors.shape}"
-            )
+            raise self._malformed(f"{expected} input(s) gave vectors of shape {vectors.shape}")
         if not np.isfinite(vectors).all():
-            raise EmbeddingProviderError(f"malformed response from {self.url}: non-finite values")
+            raise self._malformed("non-finite values")
         return vectors
+
+    def _malformed(self, problem: str) -> EmbeddingProviderError:
+        return EmbeddingProviderError(f"malformed response from {self.url}: {problem}")
 
 
 def get_embedder() -> Embedder:
-    """The embedder chosen by EMBEDDINGS_PROVIDER."""
+    """The embedder chosen by EMBEDDINGS_PROVIDER, for background jobs: retries included."""
     settings = get_embeddings_settings()
     if settings.provider == "openai":
         return OpenAIEmbedder(settings)
+    return HashingEmbedder(settings.dimension)
+
+
+def get_query_embedder() -> Embedder:
+    """The same embedder for a request: one try, as waiting out retries would hold it open."""
+    settings = get_embeddings_settings()
+    if settings.provider == "openai":
+        return OpenAIEmbedder(settings, max_retries=0)
     return HashingEmbedder(settings.dimension)

@@ -1,5 +1,6 @@
 """`/documents`: upload text or Markdown, follow its processing, and search the embedded chunks."""
 
+import math
 import uuid
 from functools import partial
 
@@ -11,7 +12,7 @@ from app.features.embeddings.config import get_embeddings_settings
 from app.features.embeddings.embedders import (
     EmbeddingProviderError,
     EmbeddingProviderUnavailable,
-    get_embedder,
+    get_query_embedder,
 )
 from app.features.embeddings.models import DocumentStatus
 from app.features.embeddings.schemas import (
@@ -59,7 +60,7 @@ UPLOAD_BODY = {
     responses={
         413: {"description": "Larger than EMBEDDINGS_MAX_UPLOAD_BYTES"},
         415: {"description": "Not a .txt/.md file, nor multipart or JSON"},
-        422: {"description": "Empty, not UTF-8 text, or an invalid JSON body"},
+        422: {"description": "Empty, not UTF-8 text, or a malformed multipart or JSON body"},
     },
 )
 async def upload_document(request: Request, queue: TaskQueueDep) -> DocumentAccepted:
@@ -80,6 +81,10 @@ def read_document(document_id: uuid.UUID) -> DocumentRead:
     return document
 
 
+# Seconds a client is asked to wait when the provider is down and named no wait itself.
+DEFAULT_RETRY_AFTER_SECONDS = 5
+
+
 @router.post(
     "/search",
     responses={
@@ -88,13 +93,20 @@ def read_document(document_id: uuid.UUID) -> DocumentRead:
     },
 )
 def search_documents(body: SearchRequest) -> SearchResults:
-    """Chunks of `ready` documents ranked by cosine similarity to the query, best first."""
+    """Chunks of `ready` documents scoring above EMBEDDINGS_MIN_SCORE, best first."""
+    settings = get_embeddings_settings()
     try:
-        results = service.search(body.query, body.limit, get_embedder())
+        # One try at the provider: the client, not this request, waits out a rate limit.
+        results = service.search(body.query, body.limit, get_query_embedder(), settings.min_score)
     except EmbeddingProviderError as exc:
         raise HTTPException(status.HTTP_502_BAD_GATEWAY, detail=str(exc)) from None
     except EmbeddingProviderUnavailable as exc:
+        wait = DEFAULT_RETRY_AFTER_SECONDS
+        if exc.retry_after is not None:
+            wait = max(1, math.ceil(exc.retry_after))  # the provider's own wait, in whole seconds
         raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc), headers={"Retry-After": "5"}
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail=f"Search cannot embed the query now, try again in {wait} s: {exc}",
+            headers={"Retry-After": str(wait)},
         ) from None
     return SearchResults(results=results)

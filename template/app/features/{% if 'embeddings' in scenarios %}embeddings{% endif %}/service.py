@@ -282,13 +282,16 @@ class Matrix:
             np.concatenate([block.vectors for block in blocks]),
         )
 
-    def top(self, query: np.ndarray, limit: int) -> list[tuple[int, float]]:
-        """(chunk id, cosine) of the best `limit` chunks: vectors are unit length."""
+    def top(self, query: np.ndarray, limit: int, min_score: float) -> list[tuple[int, float]]:
+        """(chunk id, cosine) of the best `limit` chunks scoring above `min_score`.
+
+        Vectors are unit length, so the dot product is the cosine. A query sharing nothing
+        with the chunks (stop words only: a zero vector) finds nothing, rather than noise.
+        """
         scores = self.vectors @ query.astype(VECTOR_DTYPE)
-        limit = min(limit, len(scores))
-        if limit == 0:
-            return []
-        best = np.argpartition(-scores, limit - 1)[:limit]
+        best = np.flatnonzero(scores > min_score)
+        if len(best) > limit:
+            best = best[np.argpartition(-scores[best], limit - 1)[:limit]]
         best = best[np.argsort(-scores[best], kind="stable")]
         return [(int(self.chunk_ids[i]), float(scores[i])) for i in best]
 
@@ -363,12 +366,12 @@ class VectorIndex:
 index = VectorIndex()
 
 
-def search(query: str, limit: int, embedder: Embedder) -> list[SearchHit]:
-    """The chunks of ready documents closest to `query`, best first."""
+def search(query: str, limit: int, embedder: Embedder, min_score: float) -> list[SearchHit]:
+    """The chunks of ready documents closest to `query` (scoring above `min_score`), best first."""
     started = time.perf_counter()
     vector = embedder.embed([query])[0]
     with get_sessionmaker()() as session:
-        best = index.matrix(session, embedder.model, len(vector)).top(vector, limit)
+        best = index.matrix(session, embedder.model, len(vector)).top(vector, limit, min_score)
         found = {
             row.id: row
             for row in session.execute(

@@ -8,6 +8,7 @@ from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message
 
 from app.features.embeddings.metrics import UPLOADS_REJECTED
@@ -28,9 +29,12 @@ EXTENSIONS = {
 # What clients send when they do not know the type (curl does this for .md files).
 GENERIC_MEDIA_TYPES = {"", "application/octet-stream"}
 ACCEPTED = (
-    "send a .txt or .md file (text/plain or text/markdown) in the multipart field `file`, "
-    "or JSON {title, text}"
+    "send a .txt or .md file (text/plain or text/markdown) in the multipart field `file` "
+    "(and optionally a `title` field), or JSON {title, text}"
 )
+# What a multipart body may carry beyond the file's own bytes: boundaries, part headers, a
+# title. The size limit is the file's, so a file of exactly the limit is accepted.
+MULTIPART_FRAMING_BYTES = 8192
 
 
 @dataclass(frozen=True)
@@ -99,17 +103,19 @@ def checked_text(text: str) -> str:
 
 async def read_upload(request: Request, limit: int) -> Upload:
     """The document in a multipart or JSON body; 413, 415 or 422 before anything is stored."""
-    too_large = f"the upload exceeds the limit of {limit} bytes (EMBEDDINGS_MAX_UPLOAD_BYTES)"
-    declared_length = request.headers.get("content-length", "")
-    if declared_length.isdigit() and int(declared_length) > limit:
-        raise rejected(413, "too_large", too_large)  # refused before reading a byte
     kind = media_type(request.headers.get("content-type"))
     if kind not in {"multipart/form-data", "application/json"}:
         raise rejected(415, "unsupported_type", f"unsupported content type {kind!r}: {ACCEPTED}")
+    multipart = kind == "multipart/form-data"
+    body_limit = limit + MULTIPART_FRAMING_BYTES if multipart else limit
+    too_large = f"the upload exceeds the limit of {limit} bytes (EMBEDDINGS_MAX_UPLOAD_BYTES)"
+    declared_length = request.headers.get("content-length", "")
+    if declared_length.isdigit() and int(declared_length) > body_limit:
+        raise rejected(413, "too_large", too_large)  # refused before reading a byte
     try:
-        if kind == "application/json":
-            return read_json(await bounded(request, limit).body())
-        return await read_multipart(bounded(request, limit))
+        if multipart:
+            return await read_multipart(bounded(request, body_limit), limit)
+        return read_json(await bounded(request, body_limit).body())
     except BodyTooLarge:
         raise rejected(413, "too_large", too_large) from None
 
@@ -128,8 +134,14 @@ def read_json(body: bytes) -> Upload:
     return Upload(document.title, SourceFormat.TEXT, text, len(text.encode()))
 
 
-async def read_multipart(request: Request) -> Upload:
-    async with request.form(max_files=1, max_fields=1) as form:
+async def read_multipart(request: Request, limit: int) -> Upload:
+    try:
+        form = await request.form(max_files=1, max_fields=1)
+    except StarletteHTTPException as exc:  # Starlette's 400 for a body it cannot parse
+        raise rejected(
+            422, "invalid", f"the multipart body cannot be read ({exc.detail}): {ACCEPTED}"
+        ) from None
+    try:
         file = form.get("file")
         if not isinstance(file, UploadFile):
             raise rejected(422, "invalid", f"no file in the multipart field `file`: {ACCEPTED}")
@@ -140,8 +152,12 @@ async def read_multipart(request: Request) -> Upload:
                 "unsupported_type",
                 f"unsupported file {file.filename!r} of type {file.content_type!r}: {ACCEPTED}",
             )
-        data = await file.read()  # bounded: the whole body was capped at the limit
+        data = await file.read()  # bounded: the whole body was capped
         title = form.get("title")
+    finally:
+        await form.close()  # the spooled file
+    if len(data) > limit:
+        raise BodyTooLarge
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

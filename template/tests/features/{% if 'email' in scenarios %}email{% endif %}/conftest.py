@@ -1,5 +1,6 @@
 """A real SMTP server (aiosmtpd) on loopback that captures what the service sends."""
 
+import asyncio
 import socket
 from collections import deque
 from collections.abc import Iterator
@@ -14,6 +15,8 @@ from aiosmtpd.controller import Controller
 from app.features.email.config import get_email_settings
 
 SENDER = "Test Service <welcome@service.example>"
+# A scripted reply that closes the connection instead of answering.
+HANG_UP = "hang up"
 
 
 def free_port() -> int:
@@ -37,8 +40,19 @@ class Delivery:
         return body.get_content()
 
 
+async def hang_up(server: Any) -> str:
+    """Close the connection unanswered; aiosmtpd cancels this handler once it is closed."""
+    server.transport.close()
+    await asyncio.sleep(60)
+    raise AssertionError("the connection outlived its close")
+
+
 class SmtpServer:
-    """aiosmtpd in a thread. Scripted replies are given, in order, before it accepts again."""
+    """aiosmtpd in a thread. Scripted replies are given, in order, before it accepts again.
+
+    A scripted `HANG_UP` at DATA hangs up after the message came in, before the reply: the
+    message counts as delivered, as it may well be when a real server does this.
+    """
 
     def __init__(self, **smtp_options: Any) -> None:
         self.deliveries: list[Delivery] = []
@@ -55,20 +69,23 @@ class SmtpServer:
         self.controller.stop()
 
     async def handle_RCPT(
-        self, _server: Any, _session: Any, envelope: Any, address: str, _options: list[str]
+        self, server: Any, _session: Any, envelope: Any, address: str, _options: list[str]
     ) -> str:
-        if self.rcpt_replies:
-            return self.rcpt_replies.popleft()
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
+        reply = self.rcpt_replies.popleft() if self.rcpt_replies else "250 OK"
+        if reply == HANG_UP:
+            return await hang_up(server)
+        if reply.startswith("250"):
+            envelope.rcpt_tos.append(address)
+        return reply
 
-    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
-        if self.data_replies:
-            return self.data_replies.popleft()
+    async def handle_DATA(self, server: Any, _session: Any, envelope: Any) -> str:
+        reply = self.data_replies.popleft() if self.data_replies else "250 Message accepted"
+        if not reply.startswith("250") and reply != HANG_UP:
+            return reply
         message = message_from_bytes(envelope.content, policy=policy.default)
         assert isinstance(message, EmailMessage)
         self.deliveries.append(Delivery(envelope.mail_from, list(envelope.rcpt_tos), message))
-        return "250 Message accepted for delivery"
+        return await hang_up(server) if reply == HANG_UP else reply
 
 
 def point_smtp_at(monkeypatch: pytest.MonkeyPatch, port: int, **env: str) -> None:

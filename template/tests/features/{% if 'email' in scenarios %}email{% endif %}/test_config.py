@@ -1,4 +1,4 @@
-"""Email settings: names of the variables, blank values, and TLS modes that exclude each other."""
+"""Email settings: names of the variables, blank values, and values that cannot work together."""
 
 import pytest
 from pydantic import ValidationError
@@ -39,5 +39,16 @@ def test_blank_credentials_mean_no_login(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_starttls_and_implicit_tls_together_are_refused() -> None:
-    with pytest.raises(ValidationError, match="SMTP_STARTTLS and SMTP_USE_TLS are exclusive"):
+    with pytest.raises(ValidationError, match="SMTP_STARTTLS and SMTP_USE_TLS are exclusive: set"):
         EmailSettings(starttls=True, use_tls=True)
+
+
+def test_a_password_without_a_username_is_refused() -> None:
+    with pytest.raises(ValidationError, match="set SMTP_USERNAME to log in, or leave SMTP_PASS"):
+        EmailSettings(password="s3cret")
+
+
+@pytest.mark.parametrize("sender", ["no-reply", "Team <>", "jos\u00e9@example.com"])
+def test_a_sender_that_is_not_an_ascii_address_is_refused(sender: str) -> None:
+    with pytest.raises(ValidationError, match="is not an ASCII email address: set it like"):
+        EmailSettings(email_from=sender)

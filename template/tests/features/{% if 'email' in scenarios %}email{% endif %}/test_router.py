@@ -117,3 +117,27 @@ def test_same_email_in_another_case_is_409_and_sends_no_second_email(
     assert count_jobs() == 1
     assert len(smtp_server.deliveries) == 1
     assert client.get(f"/users/{first['id']}").json()["name"] == "Ada Lovelace"
+
+
+def test_a_non_ascii_mailbox_name_is_422_with_the_reason_and_schedules_nothing(
+    client: TestClient, smtp_server: SmtpServer
+) -> None:
+    response = client.post("/users", json={"email": "josé@example.com", "name": "José"})
+
+    assert response.status_code == 422
+    assert "the part before the @ must be ASCII" in response.json()["detail"][0]["msg"]
+    assert count_jobs() == 0
+    assert smtp_server.deliveries == []
+
+
+def test_an_internationalised_domain_and_its_punycode_are_one_account(
+    client: TestClient, smtp_server: SmtpServer, wait_for_job: Wait
+) -> None:
+    first = client.post("/users", json={"email": "bob@例え.jp", "name": "Bob"})
+    wait_for_job(first.json()["welcome_email_job_id"])
+
+    again = client.post("/users", json={"email": "BOB@xn--r8jz45g.jp", "name": "Bob"})
+
+    assert first.status_code == 201
+    assert again.status_code == 409
+    assert len(smtp_server.deliveries) == 1

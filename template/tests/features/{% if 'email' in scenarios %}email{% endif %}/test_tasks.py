@@ -15,7 +15,7 @@ from app.core.config import get_settings
 from app.features.email import service
 from app.features.email.tasks import send_welcome
 from app.tasks import PermanentError
-from tests.features.email.conftest import SENDER, SmtpServer
+from tests.features.email.conftest import HANG_UP, SENDER, SmtpServer
 
 Wait = Callable[..., dict[str, Any]]
 ADA = {"email": "ada@example.com", "name": "Ada Lovelace"}
@@ -159,13 +159,73 @@ def test_a_rerun_after_delivery_sends_nothing(
     assert len(smtp_server.deliveries) == 1
 
 
-def test_a_failure_between_smtp_accept_and_the_db_write_resends_with_the_same_message_id(
+def test_a_connection_dropped_before_the_message_is_retried_and_delivered_once(
+    client: TestClient, smtp_server: SmtpServer, wait_for_job: Wait
+) -> None:
+    smtp_server.rcpt_replies.append(HANG_UP)
+
+    job = wait_for_job(register(client)["welcome_email_job_id"])
+
+    assert job["status"] == "succeeded", job["error"]
+    assert job["attempts"] == 2
+    assert len(smtp_server.deliveries) == 1
+
+
+def test_a_connection_lost_after_the_message_went_out_fails_the_job_without_resending(
+    client: TestClient, smtp_server: SmtpServer, wait_for_job: Wait
+) -> None:
+    smtp_server.data_replies.append(HANG_UP)  # the server has the message, then hangs up
+    unknown_before = counter("emails_failed_total", reason="unknown")
+    user = register(client)
+
+    job = wait_for_job(user["welcome_email_job_id"])
+    # A redelivered or resumed job runs the unit of work again: it must not resend either.
+    with pytest.raises(service.DeliveryUnknown, match=r"is unknown.*not sent again"):
+        asyncio.run(send_welcome(user_id=user["id"]))
+
+    assert job["status"] == "failed"
+    assert job["attempts"] == 1
+    assert "the server may have accepted it, so it is not sent again" in job["error"]
+    assert len(smtp_server.deliveries) == 1
+    assert counter("emails_failed_total", reason="unknown") == unknown_before + 1
+
+
+def test_a_rerun_after_a_crash_mid_send_fails_at_once_and_sends_nothing(
+    client: TestClient, smtp_server: SmtpServer
+) -> None:
+    user = service.create_user("ada@example.com", "Ada")
+    assert service.claim_welcome_email(user.id)  # what a run that died mid-send leaves behind
+
+    with pytest.raises(service.DeliveryUnknown) as raised:
+        asyncio.run(send_welcome(user_id=user.id))
+
+    assert isinstance(raised.value, PermanentError)  # the job fails without another attempt
+    assert "delivery of the welcome email to ada@example.com is unknown" in str(raised.value)
+    assert "it was not sent again, to avoid a duplicate" in str(raised.value)
+    assert smtp_server.deliveries == []
+
+
+def test_two_runs_racing_for_one_user_deliver_one_email(
+    client: TestClient, smtp_server: SmtpServer
+) -> None:
+    user = service.create_user("ada@example.com", "Ada")
+
+    async def race() -> list[Any]:
+        runs = (send_welcome(user_id=user.id) for _ in range(2))
+        return await asyncio.gather(*runs, return_exceptions=True)
+
+    outcomes = asyncio.run(race())
+
+    assert len(smtp_server.deliveries) == 1
+    assert sum("message_id" in outcome for outcome in outcomes if isinstance(outcome, dict)) == 1
+
+
+def test_a_failed_record_after_the_server_accepted_is_retried_without_resending(
     client: TestClient,
     smtp_server: SmtpServer,
     wait_for_job: Wait,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # The documented at-least-once window: the server took the message, the record did not stick.
     record = service.mark_welcome_email_sent
     calls: list[int] = []
 
@@ -176,13 +236,30 @@ def test_a_failure_between_smtp_accept_and_the_db_write_resends_with_the_same_me
         return record(user_id)
 
     monkeypatch.setattr(service, "mark_welcome_email_sent", lose_first_record)
+    user = register(client)
 
-    job = wait_for_job(register(client)["welcome_email_job_id"])
+    job = wait_for_job(user["welcome_email_job_id"])
 
-    assert job["status"] == "succeeded"
-    assert job["attempts"] == 2
-    first, second = smtp_server.deliveries
-    assert first.message["Message-ID"] == second.message["Message-ID"]
+    assert job["status"] == "succeeded", job["error"]
+    assert job["attempts"] == 1
+    assert len(calls) == 2
+    assert len(smtp_server.deliveries) == 1
+    assert client.get(f"/users/{user['id']}").json()["welcome_email_sent_at"] is not None
+
+
+def test_an_internationalised_domain_is_delivered_as_punycode(
+    client: TestClient, smtp_server: SmtpServer, wait_for_job: Wait
+) -> None:
+    user = register(client, email="Bob@例え.jp")
+
+    job = wait_for_job(user["welcome_email_job_id"])
+
+    assert user["email"] == "bob@例え.jp"
+    assert job["status"] == "succeeded", job["error"]
+    [delivery] = smtp_server.deliveries  # through a server without SMTPUTF8
+    assert delivery.rcpt_tos == ["bob@xn--r8jz45g.jp"]
+    assert delivery.message["To"] == "bob@xn--r8jz45g.jp"
+    assert "Your account for bob@例え.jp is ready." in delivery.part("text/plain")
 
 
 def test_a_job_for_a_missing_user_fails_permanently(client: TestClient) -> None:

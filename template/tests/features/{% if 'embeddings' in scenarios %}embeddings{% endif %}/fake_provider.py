@@ -23,6 +23,7 @@ class EmbeddingsServer:
     headers: list[dict[str, str]] = field(default_factory=list)
     script: list[str] = field(default_factory=list)  # next answers; "ok" once it is empty
     always: str = "ok"  # the answer once the script ran out
+    retry_after: str = "0"  # the Retry-After header of a 429
 
     def next_answer(self) -> str:
         return self.script.pop(0) if self.script else self.always
@@ -49,7 +50,12 @@ def serve(server: EmbeddingsServer, handler: BaseHTTPRequestHandler) -> None:
     inputs = body["input"]
     match server.next_answer():
         case "429":
-            answer(handler, 429, {"error": {"message": "slow down"}}, {"Retry-After": "0"})
+            answer(
+                handler,
+                429,
+                {"error": {"message": "slow down"}},
+                {"Retry-After": server.retry_after},
+            )
         case "500":
             answer(handler, 500, {"error": {"message": "model crashed"}})
         case "slow":
@@ -63,6 +69,12 @@ def serve(server: EmbeddingsServer, handler: BaseHTTPRequestHandler) -> None:
             answer(handler, 200, b"<html>proxy error</html>")
         case "wrong count":
             answer(handler, 200, {"data": [{"index": 0, "embedding": [1.0, 0.0]}]})
+        case "repeated index":  # two vectors for input 0, none for input 1
+            data = [{"index": 0, "embedding": [1.0, 0.0]}, {"index": 0, "embedding": [0.0, 1.0]}]
+            answer(handler, 200, {"data": data})
+        case "index gap":
+            data = [{"index": 0, "embedding": [1.0, 0.0]}, {"index": 2, "embedding": [0.0, 1.0]}]
+            answer(handler, 200, {"data": data})
         case _:
             vectors = HashingEmbedder(DIMENSION).embed(inputs)
             data = [

@@ -16,6 +16,7 @@ from app.features.embeddings.embedders import (
     HashingEmbedder,
     OpenAIEmbedder,
     get_embedder,
+    get_query_embedder,
 )
 from tests.features.embeddings.fake_provider import DIMENSION, EmbeddingsServer
 
@@ -133,6 +134,18 @@ def test_provider_down_through_every_retry_is_a_transient_error(
     assert len(provider.requests) == 3
 
 
+def test_the_query_embedder_tries_once_and_passes_on_the_wait_asked_for(
+    provider: EmbeddingsServer,
+) -> None:
+    provider.always, provider.retry_after = "429", "7"
+
+    with pytest.raises(EmbeddingProviderUnavailable, match=r"after 1 attempt.*HTTP 429") as raised:
+        get_query_embedder().embed(["text"])
+
+    assert raised.value.retry_after == 7
+    assert len(provider.requests) == 1  # EMBEDDINGS_MAX_RETRIES=3 is for background jobs
+
+
 def test_provider_refusal_is_permanent_and_not_retried(provider: EmbeddingsServer) -> None:
     provider.script = ["401"]
 
@@ -147,6 +160,8 @@ def test_provider_refusal_is_permanent_and_not_retried(provider: EmbeddingsServe
         ("malformed", "malformed response .* expected"),
         ("not json", "malformed response .* not JSON"),
         ("wrong count", r"malformed response .* 2 input\(s\) gave vectors of shape \(1, 2\)"),
+        ("repeated index", r"malformed response .* indexes \[0, 0\] are not 0..1, each once"),
+        ("index gap", r"malformed response .* indexes \[0, 2\] are not 0..1, each once"),
     ],
 )
 def test_malformed_answers_are_permanent_errors(

@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.types import Message
 
+from app.features.embeddings.upload import MULTIPART_FRAMING_BYTES
 from tests.features.embeddings.fake_provider import EmbeddingsServer
 
 Wait = Callable[..., dict[str, Any]]
@@ -113,17 +114,42 @@ def test_unknown_document_is_404_and_a_malformed_id_422(client: TestClient) -> N
     assert client.get("/documents/not-a-uuid").status_code == 422
 
 
-def test_each_query_finds_the_right_document_first(
-    client: TestClient, wait_for_job: Wait, upload: Upload
-) -> None:
-    ids = {}
-    for topic, text in CORPUS.items():
-        ids[topic] = ready(client, wait_for_job, upload(text, title=topic))["id"]
-    topic_of = {document_id: topic for topic, document_id in ids.items()}
+@pytest.fixture
+def corpus(client: TestClient, wait_for_job: Wait, upload: Upload) -> dict[str, str]:
+    """The fixed corpus, ready to search: topic of each document id."""
+    return {
+        ready(client, wait_for_job, upload(text, title=topic))["id"]: topic
+        for topic, text in CORPUS.items()
+    }
 
-    found = {query: topic_of[search(client, query)[0]["document_id"]] for query in QUERIES}
+
+def test_each_query_finds_the_right_document_first(
+    client: TestClient, corpus: dict[str, str]
+) -> None:
+    found = {query: corpus[search(client, query)[0]["document_id"]] for query in QUERIES}
 
     assert found == QUERIES
+
+
+@pytest.mark.parametrize(
+    "query", ["moon", "the and of", "xylophone quartet"], ids=["unrelated", "stop-words", "absent"]
+)
+def test_a_query_matching_nothing_finds_nothing(
+    client: TestClient, corpus: dict[str, str], query: str
+) -> None:
+    assert search(client, query) == []
+
+
+def test_weak_matches_are_left_out_unless_the_minimum_score_is_lowered(
+    client: TestClient, corpus: dict[str, str], configure: Configure
+) -> None:
+    found = search(client, "bake bread in a hot oven", limit=50)
+    configure(min_score=-1)  # every chunk, hash-collision noise included
+    everything = search(client, "bake bread in a hot oven", limit=50)
+
+    assert [corpus[hit["document_id"]] for hit in found] == ["bread"]
+    assert found[0]["score"] > 0.1  # EMBEDDINGS_MIN_SCORE's default
+    assert len(everything) == len(CORPUS)
 
 
 def test_results_are_best_first_within_the_limit_and_carry_their_chunk(
@@ -134,9 +160,10 @@ def test_results_are_best_first_within_the_limit_and_carry_their_chunk(
     for topic in ("volcano", "chess", "marathon"):
         ready(client, wait_for_job, upload(CORPUS[topic]))
 
-    results = search(client, "bake bread", limit=3)
+    query = "sourdough starter, kneaded dough, a loaf with a crisp crust"
+    results = search(client, query, limit=2)
 
-    assert len(results) == 3
+    assert len(search(client, query, limit=50)) > len(results) == 2
     assert [hit["score"] for hit in results] == sorted(
         (hit["score"] for hit in results), reverse=True
     )
@@ -207,6 +234,31 @@ BAD_UPLOADS: dict[str, tuple[int, dict[str, Any], str]] = {
         {"data": {"title": "no file"}, "files": {"other": ("a.txt", b"x", "text/plain")}},
         "multipart field `file`",
     ),
+    "a form with an unexpected field": (
+        422,
+        {"data": {"title": "t", "tags": "x"}, "files": {"file": ("a.txt", b"x", "text/plain")}},
+        "the multipart body cannot be read (Too many fields",
+    ),
+    "a form with two files": (
+        422,
+        {
+            "files": [
+                ("file", ("a.txt", b"x", "text/plain")),
+                ("file", ("b.txt", b"y", "text/plain")),
+            ]
+        },
+        "the multipart body cannot be read (Too many files",
+    ),
+    "multipart without a boundary": (
+        422,
+        {"content": b"file=x", "headers": {"Content-Type": "multipart/form-data"}},
+        "the multipart body cannot be read (Missing boundary",
+    ),
+    "multipart that is not multipart": (
+        422,
+        {"content": b"garbage", "headers": {"Content-Type": "multipart/form-data; boundary=b"}},
+        "the multipart body cannot be read",
+    ),
     "JSON with blank text": (422, {"json": {"title": "t", "text": "  \n"}}, "non-whitespace"),
     "JSON without a title": (422, {"json": {"text": "some text"}}, "Field required"),
     "JSON with a NUL character": (422, {"json": {"title": "t", "text": "a\u0000b"}}, "NUL"),
@@ -267,6 +319,23 @@ def test_upload_of_exactly_the_limit_is_accepted(
     wait_for_job(response.json()["job_id"])
 
 
+def test_a_file_of_exactly_the_limit_is_accepted_and_one_byte_more_is_413(
+    client: TestClient, configure: Configure, wait_for_job: Wait, stored_rows: Rows
+) -> None:
+    configure(max_upload_bytes=1000)
+
+    exact = client.post(
+        "/documents", files={"file": ("a.txt", b"x" * 1000)}, data={"title": "exactly"}
+    )
+    over = client.post("/documents", files={"file": ("b.txt", b"x" * 1001)})
+
+    assert exact.status_code == 202, exact.text  # its multipart framing is not counted
+    assert over.status_code == 413
+    assert "limit of 1000 bytes" in over.json()["detail"]
+    assert wait_for_job(exact.json()["job_id"])["status"] == "succeeded"
+    assert stored_rows()["documents"] == 1
+
+
 CHUNK = b"x" * 1024
 GIVE_UP_AFTER = 64 * 1024 * 1024  # a correct endpoint stops reading long before this
 
@@ -320,14 +389,15 @@ MULTIPART_START = (
 
 
 @pytest.mark.parametrize(
-    ("headers", "start"),
+    ("headers", "start", "framing"),
     [
-        ({"Content-Type": "application/json", "Transfer-Encoding": "chunked"}, JSON_START),
+        ({"Content-Type": "application/json", "Transfer-Encoding": "chunked"}, JSON_START, 0),
         (
             {"Content-Type": "multipart/form-data; boundary=b", "Transfer-Encoding": "chunked"},
             MULTIPART_START,
+            MULTIPART_FRAMING_BYTES,
         ),
-        ({"Content-Type": "application/json", "Content-Length": "100"}, JSON_START),  # a lie
+        ({"Content-Type": "application/json", "Content-Length": "100"}, JSON_START, 0),  # a lie
     ],
     ids=["chunked-json", "chunked-multipart", "lying-content-length"],
 )
@@ -337,13 +407,15 @@ def test_body_without_a_trustworthy_length_is_cut_off_at_the_limit(
     configure: Configure,
     headers: dict[str, str],
     start: bytes,
+    framing: int,
 ) -> None:
     configure(max_upload_bytes=10_000)
 
     status, pulled = post_endless_body(client, headers, start)
 
     assert status == 413
-    assert pulled <= 10_000 + len(start) + len(CHUNK)  # stopped at the first chunk past it
+    # Stopped at the first chunk past the limit (plus the fixed allowance for framing).
+    assert pulled <= 10_000 + framing + len(start) + len(CHUNK)
     assert stored_rows() == NOTHING_STORED
 
 
@@ -364,20 +436,38 @@ def test_openapi_describes_both_upload_bodies(client: TestClient) -> None:
     assert body["content"]["application/json"]["schema"]["required"] == ["title", "text"]
 
 
+def test_search_reports_a_refusing_provider_as_502(
+    client: TestClient, provider: EmbeddingsServer
+) -> None:
+    provider.always = "401"
+
+    response = client.post("/documents/search", json={"query": "anything"})
+
+    assert response.status_code == 502
+    assert "HTTP 401" in response.json()["detail"]
+
+
 @pytest.mark.parametrize(
-    ("answer", "status"), [("500", 503), ("401", 502)], ids=["provider-down", "provider-refuses"]
+    ("answer", "retry_after", "problem"),
+    [("429", "7", "HTTP 429"), ("500", "5", "HTTP 500"), ("slow", "5", "ReadTimeout")],
+    ids=["rate-limited", "down", "timing-out"],
 )
-def test_search_reports_a_failing_provider_as_a_gateway_error(
+def test_search_answers_503_after_one_try_when_the_provider_cannot_answer(
     client: TestClient,
     configure: Configure,
     provider: EmbeddingsServer,
     answer: str,
-    status: int,
+    retry_after: str,
+    problem: str,
 ) -> None:
-    configure(max_retries=0)
-    provider.always = answer
+    configure(timeout_seconds=0.2)  # the "slow" provider answers after 0.5 s
+    provider.always, provider.retry_after = answer, "7"
 
     response = client.post("/documents/search", json={"query": "anything"})
 
-    assert response.status_code == status
-    assert f"HTTP {answer}" in response.json()["detail"]
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == retry_after  # the provider's 429 names a wait
+    detail = response.json()["detail"]
+    assert f"try again in {retry_after} s" in detail
+    assert problem in detail
+    assert len(provider.requests) == 1  # the retries (EMBEDDINGS_MAX_RETRIES=3) are for jobs

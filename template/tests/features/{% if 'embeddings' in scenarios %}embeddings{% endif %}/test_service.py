@@ -13,6 +13,8 @@ from app.features.embeddings.models import Chunk, Document, DocumentStatus, Sour
 from app.features.embeddings.upload import Upload
 
 EMBEDDER = HashingEmbedder(64)
+MIN_SCORE = 0.1  # EMBEDDINGS_MIN_SCORE's default
+ANY_SCORE = -1.0  # every chunk compared, however weak the match
 Process = Callable[[uuid.UUID], dict[str, object]]
 WORDS = " ".join(f"w{i:03d}" for i in range(100))  # 100 words of 4 letters: 499 characters
 
@@ -168,30 +170,30 @@ def test_processing_again_replaces_the_chunks_without_duplicates(process: Proces
 def test_search_sees_new_and_reprocessed_documents_without_a_restart(process: Process) -> None:
     bread = new_document("Knead the dough, let the bread rise, then bake it in a hot oven.")
     process(bread)
-    assert service.search("bake bread", 1, EMBEDDER)[0].document_id == bread
+    assert service.search("bake bread", 1, EMBEDDER, MIN_SCORE)[0].document_id == bread
 
     volcano = new_document("Magma rises and the volcano erupts, pouring lava down its slopes.")
     process(volcano)
-    assert service.search("volcano lava", 1, EMBEDDER)[0].document_id == volcano
+    assert service.search("volcano lava", 1, EMBEDDER, MIN_SCORE)[0].document_id == volcano
 
     set_content(bread, content="Chess openings: the Sicilian defence.")
     process(bread)
-    best = service.search("chess openings", 1, EMBEDDER)[0]
+    best = service.search("chess openings", 1, EMBEDDER, MIN_SCORE)[0]
     assert (best.document_id, best.text) == (bread, "Chess openings: the Sicilian defence.")
 
 
 def test_search_skips_documents_not_ready(process: Process) -> None:
     document_id = new_document("Photosynthesis turns sunlight into sugar in green leaves.")
     process(document_id)
-    assert service.search("photosynthesis", 5, EMBEDDER)
+    assert service.search("photosynthesis", 5, EMBEDDER, ANY_SCORE)
 
     # Being processed again: its old chunks are still stored until the new ones replace them.
     set_content(document_id, status=DocumentStatus.PROCESSING)
 
-    assert service.search("photosynthesis", 5, EMBEDDER) == []
+    assert service.search("photosynthesis", 5, EMBEDDER, ANY_SCORE) == []
 
 
 def test_search_skips_documents_embedded_by_another_model(process: Process) -> None:
     process(new_document("Marathon training: long slow runs and rest days."))
 
-    assert service.search("marathon", 5, HashingEmbedder(32)) == []
+    assert service.search("marathon", 5, HashingEmbedder(32), ANY_SCORE) == []

@@ -3,6 +3,7 @@
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from app.features.embeddings.tasks import process_document
@@ -96,14 +97,16 @@ def test_provider_down_through_its_retries_fails_the_attempt_and_the_job_retries
     assert client.get(f"/documents/{accepted['id']}").json()["status"] == "ready"
 
 
+@pytest.mark.parametrize("answer", ["malformed", "repeated index"])
 def test_malformed_provider_response_fails_the_job_and_the_document_clearly(
     client: TestClient,
     wait_for_job: Wait,
     upload: Upload,
     provider: EmbeddingsServer,
     stored_rows: Rows,
+    answer: str,
 ) -> None:
-    provider.script = ["malformed"]
+    provider.script = [answer]
 
     accepted = upload("A short note about deserts.")
     job = wait_for_job(accepted["job_id"])
