@@ -99,7 +99,7 @@ def test_metadata_with_numbers_json_cannot_carry_is_refused_with_422(
     """Python's JSON parser reads these (1e400 as infinity); stored, they came back as null."""
     response = client.post(
         "/conversations/c1/messages",
-        content=f'{{"role": "user", "content": "hi", "metadata": {metadata}}}',
+        content='{"role": "user", "content": "hi", "metadata": ' + metadata + "}",
         headers={"Content-Type": "application/json"},
     )
 
