@@ -46,8 +46,9 @@ class JsonFormatter(logging.Formatter):
 class ConsoleFormatter(logging.Formatter):
     """Human-readable lines for development, ids appended when present."""
 
-    def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        # The message line, before any traceback: the ids belong on it, not after the trace.
+        line = super().formatMessage(record)
         ids = [
             f"{name}={value}"
             for name in ("request_id", "job_id")

@@ -12,16 +12,11 @@ from typing import Any, Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from app import tasks
-from app.features.cache_updates.config import CacheSettings, get_cache_settings
+from app.features.cache_updates.config import get_cache_settings
 
 
 class CacheUnavailable(Exception):
     """The cache could not be reached: readers fall back to the database, jobs retry."""
-
-
-class CacheMisconfigured(tasks.PermanentError):
-    """The configured cache cannot work with the chosen task backend (retrying cannot help)."""
 
 
 class Cache(Protocol):
@@ -38,6 +33,9 @@ class Cache(Protocol):
 
     async def delete_if(self, key: str, token: str) -> None:
         """Delete `key` if it still holds `token`, so one never releases another's lock."""
+
+    async def delete(self, *keys: str) -> None:
+        """Delete the entries under `keys` (absent ones are ignored)."""
 
     async def close(self) -> None: ...
 
@@ -85,6 +83,11 @@ class MemoryCache:
             entry = self._entries.get(key)
             if entry is not None and entry.data == token:
                 del self._entries[key]
+
+    async def delete(self, *keys: str) -> None:
+        with self._lock:
+            for key in keys:
+                self._entries.pop(key, None)
 
     async def close(self) -> None:
         """Nothing to release: the entries live as long as the process."""
@@ -169,6 +172,10 @@ class RedisCache:
         with _reachable():
             await self._delete_if(keys=[key], args=[token])
 
+    async def delete(self, *keys: str) -> None:
+        with _reachable():
+            await self._client.delete(*keys)
+
     async def close(self) -> None:
         await self._client.aclose()
 
@@ -190,20 +197,8 @@ def memory_cache() -> MemoryCache:
 async def open_cache() -> AsyncIterator[Cache]:
     """The cache at CACHE_URL; a Redis client is bound to the event loop that opened it."""
     settings = get_cache_settings()
-    check_cache_placement(settings)  # in the API at start-up, and in each job of a worker
     cache: Cache = memory_cache() if settings.in_memory else RedisCache(connect_redis(settings.url))
     try:
         yield cache
     finally:
         await cache.close()
-
-
-def check_cache_placement(settings: CacheSettings) -> None:
-    """Refuse memory:// when background work runs in other processes (Celery workers)."""
-    if settings.in_memory and not tasks.RUNS_IN_API_PROCESS:
-        raise CacheMisconfigured(
-            "CACHE_URL=memory:// keeps the cache inside this API process, but background work "
-            "runs in Celery worker processes, which cannot update that memory: refreshes after "
-            "writes would be lost and reads would serve stale data. Give the API and the workers "
-            "one shared Redis instead: set CACHE_URL=redis://localhost:6379/1"
-        )

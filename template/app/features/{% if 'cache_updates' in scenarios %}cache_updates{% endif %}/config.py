@@ -1,12 +1,13 @@
 """Settings of the cache_updates scenario, read from `CACHE_*` environment variables."""
 
 from functools import lru_cache
+from typing import Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app import tasks
 from app.core.config import settings_getter
-from app.tasks import RUNS_IN_API_PROCESS
 
 SCHEMES = ("memory", "redis", "rediss", "unix")
 DEFAULT_REDIS = "redis://localhost:6379/1"
@@ -20,7 +21,9 @@ class CacheSettings(BaseSettings):
     # memory:// is right for ONE process running its own background work; anything else
     # (Celery workers, several API processes) must share a Redis: redis://host:6379/1.
     # The default follows the task backend, so a fresh project starts either way.
-    url: str = Field(default_factory=lambda: "memory://" if RUNS_IN_API_PROCESS else DEFAULT_REDIS)
+    url: str = Field(
+        default_factory=lambda: "memory://" if tasks.RUNS_IN_API_PROCESS else DEFAULT_REDIS
+    )
     ttl_seconds: float = Field(default=300.0, gt=0)
     # Each entry lives up to this fraction longer, at random, so entries written
     # together do not all expire (and miss) together.
@@ -41,6 +44,18 @@ class CacheSettings(BaseSettings):
                 "or a Redis URL such as redis://localhost:6379/1"
             )
         return url
+
+    @model_validator(mode="after")
+    def _shared_with_the_workers(self) -> Self:
+        """Refuse memory:// when background work runs in other processes (Celery workers)."""
+        if self.in_memory and not tasks.RUNS_IN_API_PROCESS:
+            raise ValueError(
+                "CACHE_URL=memory:// keeps the cache inside the API process, but background "
+                "work runs in Celery worker processes, which cannot update that memory: "
+                "refreshes after writes would be lost and reads would serve stale data. Give "
+                f"the API and the workers one shared Redis instead: set CACHE_URL={DEFAULT_REDIS}"
+            )
+        return self
 
     @property
     def in_memory(self) -> bool:

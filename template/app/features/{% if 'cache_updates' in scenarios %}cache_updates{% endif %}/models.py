@@ -1,8 +1,8 @@
-"""The `items` table."""
+"""The `items` table, and `item_writes`: the count of writes that versions the stats."""
 
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, String
+from sqlalchemy import DDL, BigInteger, String, event
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.database import Base
@@ -21,3 +21,22 @@ class Item(Base):
     @property
     def price(self) -> Decimal:
         return Decimal(self.price_cents).scaleb(-2)
+
+
+class ItemWrites(Base):
+    """One row counting every write to `items`, deletes included: the stats' version.
+
+    Each write bumps it in its own transaction, so it only ever grows, and an aggregate
+    read together with it in one statement carries exactly the writes it includes.
+    """
+
+    __tablename__ = "item_writes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    total: Mapped[int] = mapped_column(BigInteger)
+
+
+# The row exists from the table's creation on, so a write only ever has to increment it.
+event.listen(
+    ItemWrites.__table__, "after_create", DDL("INSERT INTO item_writes (id, total) VALUES (1, 0)")
+)

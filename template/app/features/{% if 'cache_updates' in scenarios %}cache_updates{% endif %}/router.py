@@ -17,7 +17,7 @@ from app.tasks import TaskQueueDep, enqueue_or_undo
 
 @asynccontextmanager
 async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-    """Refuse a cache the workers cannot update (see `open_cache`), else share one client.
+    """One cache client for every request (its settings refuse one workers cannot update).
 
     FastAPI runs a router's lifespan inside the app's (after settings, logging and the
     database are ready), so the feature brings its own start-up without touching main.py.
@@ -71,10 +71,18 @@ async def read_item(item_id: ItemId, response: Response, cache: CacheDep) -> Ite
 
 
 @router.put("/{item_id}", responses=NOT_FOUND)
-async def update_item(item_id: ItemId, body: ItemIn, queue: TaskQueueDep) -> ItemWritten:
+async def update_item(
+    item_id: ItemId, body: ItemIn, queue: TaskQueueDep, cache: CacheDep
+) -> ItemWritten:
     """Write to the database and answer; the cached item and stats are refreshed after."""
     item = await run_in_threadpool(service.update_item, item_id, body)
     if item is None:
         raise not_found(item_id)
-    job_id = await queue.enqueue(refresh_item, item_id=item_id)
+    try:
+        job_id = await queue.enqueue(refresh_item, item_id=item_id)
+    except Exception:
+        # The write stands but no job will refresh the cache (a 503): drop the entries
+        # rather than serve the old values until their TTL.
+        await service.forget_item(cache, item_id)
+        raise
     return ItemWritten(**item.model_dump(), job_id=job_id)

@@ -7,13 +7,17 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
 
+from app.core.validation import StorableStr
+
 # Exact in Python, a plain number in JSON (clients expect 9.99, not "9.99").
 Money = Annotated[
     Decimal,
     Field(ge=0, max_digits=12, decimal_places=2),
     PlainSerializer(float, return_type=float, when_used="json"),
 ]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Name = Annotated[
+    StorableStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
+]
 
 
 class ItemIn(BaseModel):
@@ -46,7 +50,7 @@ class ItemStats(BaseModel):
     average_price: Money | None
     min_price: Money | None
     max_price: Money | None
-    # Number of writes to items so far (each insert starts at version 1, each update adds 1):
+    # Number of writes to items so far (inserts, updates and deletes; see `ItemWrites`):
     # it grows with every write, so a newer computation always carries a larger version.
     version: int
     computed_at: datetime

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
 
 from app.core.database import session_scope, utcnow
 from app.features.cache_updates.cache import Cache, CacheUnavailable
@@ -19,7 +20,7 @@ from app.features.cache_updates.metrics import (
     CACHE_REFRESHES,
     STATS_COMPUTATIONS,
 )
-from app.features.cache_updates.models import Item
+from app.features.cache_updates.models import Item, ItemWrites
 from app.features.cache_updates.schemas import ItemIn, ItemRead, ItemStats
 
 logger = logging.getLogger(__name__)
@@ -52,18 +53,29 @@ def from_cents(cents: Any) -> Decimal:
 # --- The database: the source of truth -------------------------------------------------
 
 
+def count_write(session: Session) -> None:
+    """Count one more write to items, in the writer's transaction (the stats' version)."""
+    session.execute(update(ItemWrites).values(total=ItemWrites.total + 1))
+
+
 def create_item(data: ItemIn) -> ItemRead:
     with session_scope() as session:
         item = Item(name=data.name, price_cents=to_cents(data.price), version=1)
         session.add(item)
         session.flush()
+        count_write(session)
         return ItemRead.model_validate(item)
 
 
 def delete_item(item_id: int) -> None:
-    """Undo a creation (the job refreshing the stats could not be scheduled)."""
+    """Undo a creation (the job refreshing the stats could not be scheduled).
+
+    Counted as a write like any other: stats cached while the item existed must be older
+    than every later computation, or they would stay "newest" with the item in them.
+    """
     with session_scope() as session:
         session.execute(delete(Item).where(Item.id == item_id))
+        count_write(session)
 
 
 def update_item(item_id: int, data: ItemIn) -> ItemRead | None:
@@ -75,7 +87,10 @@ def update_item(item_id: int, data: ItemIn) -> ItemRead | None:
             .values(name=data.name, price_cents=to_cents(data.price), version=Item.version + 1)
             .returning(Item)
         ).one_or_none()
-        return None if item is None else ItemRead.model_validate(item)
+        if item is None:
+            return None
+        count_write(session)
+        return ItemRead.model_validate(item)
 
 
 def get_item(item_id: int) -> ItemRead | None:
@@ -95,7 +110,7 @@ def compute_stats() -> ItemStats:
                 func.avg(Item.price_cents),
                 func.min(Item.price_cents),
                 func.max(Item.price_cents),
-                func.coalesce(func.sum(Item.version), 0),
+                select(ItemWrites.total).scalar_subquery(),
             )
         ).one()
     return ItemStats(
@@ -184,6 +199,18 @@ async def compute_stats_once(cache: Cache, key: str) -> ItemStats:
 
 
 # --- Background refreshes after writes -------------------------------------------------
+
+
+async def forget_item(cache: Cache, item_id: int) -> None:
+    """Drop the item's and the stats' entries, when no job will refresh them after a write.
+
+    Best effort: the write succeeded either way; entries an unreachable cache still holds
+    expire with their TTL, as they would have without this.
+    """
+    try:
+        await cache.delete(item_key(item_id), stats_key())
+    except CacheUnavailable as exc:
+        logger.warning("cache unavailable, could not drop item %s: %s", item_id, exc)
 
 
 async def refresh(cache: Cache, entry: Entry, key: str, value: ItemRead | ItemStats) -> bool:

@@ -17,6 +17,12 @@ class RequestLogSettings(BaseSettings):
     batch_size: int = Field(default=500, ge=1)
     # Longest time a record waits in memory before it is written.
     flush_interval_seconds: float = Field(default=1.0, gt=0)
+    # Largest conversation `metadata`, as compact UTF-8 JSON: it travels in the job's
+    # arguments (a broker message with Celery) and is stored with the message.
+    max_metadata_bytes: int = Field(default=16_384, ge=2)
+    # /logs/stats takes each route's percentiles from at most this many of its most recent
+    # requests, so a call costs the same on a large table (counts and errors stay exact).
+    stats_sample_size: int = Field(default=10_000, ge=1)
 
 
 @settings_getter

@@ -1,6 +1,5 @@
 """Pure ASGI middleware that records every HTTP request, failures included, without waiting."""
 
-import logging
 import time
 from datetime import datetime
 
@@ -16,8 +15,6 @@ from app.features.request_logging.models import (
     USER_AGENT_LENGTH,
 )
 from app.features.request_logging.service import STATE_KEY, Record, RequestRecorder
-
-logger = logging.getLogger(__name__)
 
 
 class RequestLogMiddleware:
@@ -52,9 +49,7 @@ class RequestLogMiddleware:
             await self.app(scope, receive, send_and_capture)
         except Exception:
             status = 500  # even if a streamed response had started: it did not complete
-            # Starlette's own error log cannot know the request id; this line carries it.
-            logger.exception("unhandled error answering %s %s", scope["method"], scope["path"])
-            raise
+            raise  # answered and logged with the request id by `app.core.middleware`
         finally:
             # The latency the client saw: background tasks run after the answer, and a
             # request must not look as slow as the work it handed over.
@@ -62,8 +57,17 @@ class RequestLogMiddleware:
             recorder.add(describe(scope, status, latency_ms, created_at))
 
 
+def fit(text: str, length: int) -> str:
+    """`text` as its column takes it: cut to `length`, NUL (refused by PostgreSQL) replaced."""
+    return text.replace("\x00", "\ufffd")[:length]
+
+
 def describe(scope: Scope, status: int, latency_ms: float, created_at: datetime) -> Record:
-    """The record of one request, cut to the column sizes so it can never fail its batch."""
+    """The record of one request, made to fit its columns so it can never fail its batch.
+
+    A batch is retried as a whole: one record the database refuses (a `%00` in a path)
+    would otherwise keep every later record out of the database.
+    """
     route = getattr(scope.get("route"), "path", None)  # set by the router once it matched
     client = scope.get("client")
     user_agent = next(
@@ -72,12 +76,12 @@ def describe(scope: Scope, status: int, latency_ms: float, created_at: datetime)
     )
     return {
         "request_id": request_id_var.get() or "",
-        "method": scope["method"][:METHOD_LENGTH],
-        "route": route[:ROUTE_LENGTH] if route else None,
-        "path": scope["path"][:PATH_LENGTH],
+        "method": fit(scope["method"], METHOD_LENGTH),
+        "route": fit(route, ROUTE_LENGTH) if route else None,
+        "path": fit(scope["path"], PATH_LENGTH),
         "status": status,
         "latency_ms": latency_ms,
-        "client": client[0][:CLIENT_LENGTH] if client else None,
-        "user_agent": user_agent[:USER_AGENT_LENGTH] if user_agent else None,
+        "client": fit(client[0], CLIENT_LENGTH) if client else None,
+        "user_agent": fit(user_agent, USER_AGENT_LENGTH) if user_agent else None,
         "created_at": created_at,
     }

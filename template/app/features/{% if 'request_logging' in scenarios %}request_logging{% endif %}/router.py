@@ -5,13 +5,13 @@ The router carries the recorder's lifespan: FastAPI runs it inside the app's own
 """
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
 
 from app.core.database import SessionDep
 from app.core.logging import request_id_var
+from app.core.validation import StorableStr
 from app.features.request_logging.schemas import (
     MessageAccepted,
     MessageCreate,
@@ -19,6 +19,7 @@ from app.features.request_logging.schemas import (
     Page,
     RequestRecordRead,
     RequestStats,
+    UtcDatetime,
 )
 from app.features.request_logging.service import (
     list_messages,
@@ -40,7 +41,8 @@ ConversationId = Annotated[
     ),
 ]
 Limit = Annotated[int, Query(ge=1, le=500)]
-Offset = Annotated[int, Query(ge=0)]
+# The largest OFFSET SQLite and PostgreSQL take (a 64-bit integer); beyond it: a 422, not a 500.
+Offset = Annotated[int, Query(ge=0, le=2**63 - 1)]
 
 
 @router.post(
@@ -77,10 +79,12 @@ def read_messages(
 @router.get("/logs/requests", tags=["logs"])
 def read_request_records(
     session: SessionDep,
-    path: Annotated[str | None, Query(description="exact request path")] = None,
-    route: Annotated[str | None, Query(description="route template, e.g. /jobs/{job_id}")] = None,
+    path: Annotated[StorableStr | None, Query(description="exact request path")] = None,
+    route: Annotated[
+        StorableStr | None, Query(description="route template, e.g. /jobs/{job_id}")
+    ] = None,
     status_code: Annotated[int | None, Query(alias="status", ge=100, le=599)] = None,
-    since: Annotated[datetime | None, Query(description="ISO 8601; UTC if no zone")] = None,
+    since: Annotated[UtcDatetime | None, Query(description="ISO 8601; UTC if no zone")] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[RequestRecordRead]:
@@ -100,6 +104,11 @@ def read_request_records(
 def read_request_stats(
     session: SessionDep,
     window_seconds: Annotated[int, Query(ge=1, le=7 * 24 * 3600)] = 3600,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> RequestStats:
-    """Per route: count, 5xx error rate and nearest-rank p50/p95/p99 latency (ms)."""
-    return request_stats(session, window_seconds)
+    """Per route, busiest first: count, 5xx error rate, nearest-rank p50/p95/p99 latency (ms).
+
+    Percentiles come from each route's most recent `REQUEST_LOG_STATS_SAMPLE_SIZE` requests.
+    """
+    return request_stats(session, window_seconds, limit=limit, offset=offset)

@@ -1,17 +1,26 @@
 """Request and response bodies of the conversation and log-analysis endpoints."""
 
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from app.core.validation import StorableStr
+from app.features.request_logging.config import get_request_log_settings
+
 T = TypeVar("T")
 
 
 def as_utc(moment: datetime) -> datetime:
     """The moment in UTC; a naive one (as SQLite returns them) is taken as UTC already."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-12:00 is in the year 10000 in UTC
+        raise ValueError("out of range: in UTC it falls outside the years 1 to 9999") from None
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
@@ -35,7 +44,7 @@ class MessageCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     role: Role
-    content: str = Field(min_length=1, max_length=MAX_CONTENT_CHARS)
+    content: StorableStr = Field(min_length=1, max_length=MAX_CONTENT_CHARS)
     metadata: dict[str, Any] | None = None
 
     @field_validator("content")
@@ -44,6 +53,23 @@ class MessageCreate(BaseModel):
         if not content.strip():
             raise ValueError("content must not be blank")
         return content
+
+    @field_validator("metadata")
+    @classmethod
+    def _storable(cls, metadata: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Bounded, and only numbers JSON has: NaN or 1e400 would be stored as null."""
+        if metadata is None:
+            return None
+        try:
+            encoded = json.dumps(
+                metadata, allow_nan=False, ensure_ascii=False, separators=(",", ":")
+            )
+        except ValueError:
+            raise ValueError("metadata must not contain NaN or infinite numbers") from None
+        size, limit = len(encoded.encode()), get_request_log_settings().max_metadata_bytes
+        if size > limit:
+            raise ValueError(f"metadata must be at most {limit} bytes as JSON, not {size}")
+        return metadata
 
 
 class MessageAccepted(BaseModel):
@@ -84,12 +110,14 @@ class RouteStats(BaseModel):
     count: int
     errors: int = Field(description="responses with a 5xx status")
     error_rate: float = Field(description="errors / count")
+    sampled: int = Field(description="the most recent requests the percentiles come from")
     p50_ms: float
     p95_ms: float
     p99_ms: float
 
 
-class RequestStats(BaseModel):
+class RequestStats(Page[RouteStats]):
+    """A page of per-route stats, busiest route first."""
+
     window_seconds: int
     since: UtcDatetime
-    items: list[RouteStats]

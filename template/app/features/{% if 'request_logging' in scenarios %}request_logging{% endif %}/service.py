@@ -2,14 +2,14 @@
 
 import asyncio
 import logging
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI
-from sqlalchemy import ColumnElement, func, insert, select
+from sqlalchemy import ColumnElement, case, func, insert, select
 from sqlalchemy.orm import Session
 
 from app.core.database import get_engine, utcnow
@@ -22,7 +22,6 @@ from app.features.request_logging.schemas import (
     RequestRecordRead,
     RequestStats,
     RouteStats,
-    as_utc,
 )
 
 logger = logging.getLogger(__name__)
@@ -147,7 +146,7 @@ def list_requests(
     limit: int,
     offset: int,
 ) -> Page[RequestRecordRead]:
-    """Records matching every given filter, newest first."""
+    """Records matching every given filter, newest first (`since` in UTC, or naive UTC)."""
     conditions: list[ColumnElement[bool]] = []
     if path is not None:
         conditions.append(RequestRecord.path == path)
@@ -156,7 +155,7 @@ def list_requests(
     if status is not None:
         conditions.append(RequestRecord.status == status)
     if since is not None:
-        conditions.append(RequestRecord.created_at >= as_utc(since))
+        conditions.append(RequestRecord.created_at >= since)
     total = session.scalar(select(func.count()).select_from(RequestRecord).where(*conditions))
     rows = session.scalars(
         select(RequestRecord)
@@ -182,39 +181,71 @@ def nearest_rank(sorted_values: Sequence[float], percent: int) -> float:
     return sorted_values[max(rank, 1) - 1]
 
 
-def request_stats(session: Session, window_seconds: int) -> RequestStats:
-    """Count, 5xx error rate and latency percentiles per route over the last `window_seconds`."""
+def request_stats(
+    session: Session, window_seconds: int, *, limit: int, offset: int
+) -> RequestStats:
+    """Per route over the last `window_seconds`, busiest first: count, 5xx rate, percentiles.
+
+    Counts and errors are aggregated in SQL over the whole window. Percentiles need the
+    latencies themselves: each route on the page reads at most its most recent
+    `stats_sample_size` (through the route/method/time index), so the work per call is
+    bounded however many requests the window holds.
+    """
     since = utcnow() - timedelta(seconds=window_seconds)
-    rows = session.execute(
+    in_window = RequestRecord.created_at >= since
+    count = func.count().label("count")
+    routes = (
         select(
             RequestRecord.method,
             RequestRecord.route,
-            RequestRecord.status,
-            RequestRecord.latency_ms,
-        ).where(RequestRecord.created_at >= since)
+            count,
+            func.sum(case((RequestRecord.status >= 500, 1), else_=0)).label("errors"),
+        )
+        .where(in_window)
+        .group_by(RequestRecord.method, RequestRecord.route)
     )
-    groups: defaultdict[tuple[str, str | None], list[tuple[int, float]]] = defaultdict(list)
-    for method, route, status, latency_ms in rows:
-        groups[method, route].append((status, latency_ms))
+    total = session.scalar(select(func.count()).select_from(routes.subquery()))
+    page = session.execute(
+        routes.order_by(count.desc(), func.coalesce(RequestRecord.route, ""), RequestRecord.method)
+        .limit(limit)
+        .offset(offset)
+    )
+    sample_size = get_request_log_settings().stats_sample_size
     items = []
-    for (method, route), answers in groups.items():
-        latencies = sorted(latency for _, latency in answers)
-        errors = sum(1 for status, _ in answers if status >= 500)
+    for method, route, requests, errors in page:
+        same_route = (
+            RequestRecord.route.is_(None) if route is None else RequestRecord.route == route
+        )
+        latencies = sorted(
+            session.scalars(
+                select(RequestRecord.latency_ms)
+                .where(in_window, same_route, RequestRecord.method == method)
+                .order_by(RequestRecord.created_at.desc())
+                .limit(sample_size)
+            )
+        )
         p50, p95, p99 = (nearest_rank(latencies, percent) for percent in PERCENTILES)
         items.append(
             RouteStats(
                 method=method,
                 route=route,
-                count=len(answers),
+                count=requests,
                 errors=errors,
-                error_rate=errors / len(answers),
+                error_rate=errors / requests,
+                sampled=len(latencies),
                 p50_ms=p50,
                 p95_ms=p95,
                 p99_ms=p99,
             )
         )
-    items.sort(key=lambda stats: (-stats.count, stats.route or "", stats.method))
-    return RequestStats(window_seconds=window_seconds, since=since, items=items)
+    return RequestStats(
+        window_seconds=window_seconds,
+        since=since,
+        items=items,
+        total=total or 0,
+        limit=limit,
+        offset=offset,
+    )
 
 
 def list_messages(

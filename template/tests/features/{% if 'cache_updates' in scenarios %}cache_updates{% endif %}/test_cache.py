@@ -1,24 +1,10 @@
-"""Both caches: versioned writes, expiry, the lock, and the refusal of memory:// with Celery."""
+"""Both caches: versioned writes, expiry, deletion and the lock."""
 
 import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-import pytest
-from fastapi.testclient import TestClient
-
-import app.tasks
-from app.features.cache_updates.cache import (
-    Cache,
-    CacheMisconfigured,
-    MemoryCache,
-    check_cache_placement,
-    open_cache,
-)
-from app.features.cache_updates.config import CacheSettings, get_cache_settings
-from app.features.cache_updates.tasks import refresh_stats
-from app.tasks import PermanentError
-from tests.sample_work import create_sample_app
+from app.features.cache_updates.cache import Cache, MemoryCache, open_cache
 
 T = TypeVar("T")
 
@@ -59,6 +45,16 @@ def test_entries_expire_after_their_ttl() -> None:
     assert with_cache(use) == ([1, 2], None)
 
 
+def test_deleted_entries_are_gone_and_absent_keys_are_ignored() -> None:
+    async def use(cache: Cache) -> list[object]:
+        for key in ("a", "b", "c"):
+            await cache.set_if_newer(key, key, 5, 60)
+        await cache.delete("a", "b", "never-stored")
+        return [await cache.get(key) for key in ("a", "b", "c")]
+
+    assert with_cache(use) == [None, None, "c"]
+
+
 def test_the_lock_has_one_holder_until_released_or_expired() -> None:
     async def use(cache: Cache) -> list[bool]:
         taken = [await cache.add("lock", "a", 60), await cache.add("lock", "b", 60)]
@@ -82,55 +78,3 @@ def test_memory_cache_keeps_at_most_max_entries_dropping_the_oldest() -> None:
         return [await memory.get(f"k{n}") for n in range(3)]
 
     assert asyncio.run(use()) == [None, 1, 2]
-
-
-def test_memory_cache_is_refused_when_workers_run_in_other_processes(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(app.tasks, "RUNS_IN_API_PROCESS", False)
-
-    with pytest.raises(CacheMisconfigured) as refused:
-        check_cache_placement(CacheSettings(url="memory://"))
-
-    message = str(refused.value)
-    assert "Celery worker processes, which cannot update that memory" in message
-    assert "set CACHE_URL=redis://localhost:6379/1" in message
-
-
-def test_redis_is_accepted_with_workers_in_other_processes(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(app.tasks, "RUNS_IN_API_PROCESS", False)
-
-    check_cache_placement(CacheSettings(url="redis://localhost:6379/1"))
-
-
-def test_memory_cache_is_accepted_when_work_runs_in_the_api_process(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(app.tasks, "RUNS_IN_API_PROCESS", True)
-
-    check_cache_placement(CacheSettings(url="memory://"))
-
-
-def test_the_service_refuses_to_start_with_a_cache_its_workers_cannot_reach(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(app.tasks, "RUNS_IN_API_PROCESS", False)
-    monkeypatch.setenv("CACHE_URL", "memory://")
-    get_cache_settings.cache_clear()
-
-    with pytest.raises(CacheMisconfigured), TestClient(create_sample_app()):
-        pass
-
-
-def test_a_worker_left_on_memory_fails_its_refresh_jobs_permanently(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The API may be on Redis while a worker's environment lacks CACHE_URL."""
-    monkeypatch.setattr(app.tasks, "RUNS_IN_API_PROCESS", False)
-    monkeypatch.setenv("CACHE_URL", "memory://")
-    get_cache_settings.cache_clear()
-
-    with pytest.raises(PermanentError, match="CACHE_URL=redis://localhost:6379/1"):
-        asyncio.run(refresh_stats())

@@ -1,10 +1,27 @@
-"""Cache settings read from `CACHE_*` variables."""
+"""Cache settings read from `CACHE_*` variables, and the refusal of memory:// with Celery."""
 
 import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
-from app.features.cache_updates.config import CacheSettings
+import app.tasks
+from app.features.cache_updates.config import CacheSettings, get_cache_settings
+from tests.sample_work import create_sample_app
 
 
+@pytest.fixture
+def work_in_other_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As with Celery: background work runs in worker processes, not in the API's."""
+    monkeypatch.setattr(app.tasks, "RUNS_IN_API_PROCESS", False)
+
+
+@pytest.fixture
+def work_in_the_api_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As with BackgroundTasks: background work runs in the API process."""
+    monkeypatch.setattr(app.tasks, "RUNS_IN_API_PROCESS", True)
+
+
+@pytest.mark.usefixtures("work_in_the_api_process")
 @pytest.mark.parametrize(
     "url", ["memory://", "redis://localhost:6379/1", "rediss://cache:6380/0", "unix:///tmp/r.sock"]
 )
@@ -18,6 +35,45 @@ def test_other_urls_are_refused_with_what_to_type_instead(url: str) -> None:
         CacheSettings(url=url)
 
 
+@pytest.mark.usefixtures("work_in_the_api_process")
 def test_only_memory_urls_keep_the_cache_in_process() -> None:
     assert CacheSettings(url="memory://").in_memory
     assert not CacheSettings(url="redis://localhost:6379/1").in_memory
+
+
+@pytest.mark.usefixtures("work_in_other_processes")
+def test_memory_cache_is_refused_when_workers_run_in_other_processes() -> None:
+    with pytest.raises(ValidationError) as refused:
+        CacheSettings(url="memory://")
+
+    message = str(refused.value)
+    assert "Celery worker processes, which cannot update that memory" in message
+    assert "set CACHE_URL=redis://localhost:6379/1" in message
+
+
+@pytest.mark.usefixtures("work_in_other_processes")
+def test_the_default_with_workers_in_other_processes_is_redis(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CACHE_URL")
+
+    assert CacheSettings().url == "redis://localhost:6379/1"
+
+
+@pytest.mark.usefixtures("work_in_other_processes")
+def test_redis_is_accepted_with_workers_in_other_processes() -> None:
+    assert not CacheSettings(url="redis://localhost:6379/1").in_memory
+
+
+@pytest.mark.usefixtures("work_in_other_processes")
+def test_the_service_refuses_to_start_with_a_cache_its_workers_cannot_reach(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CACHE_URL", "memory://")
+    get_cache_settings.cache_clear()
+
+    with (
+        pytest.raises(ValidationError, match="set CACHE_URL=redis://"),
+        TestClient(create_sample_app()),
+    ):
+        pass

@@ -1,5 +1,6 @@
 """`/items`: cache-aside reads, refresh after writes, single-flight stats, errors."""
 
+import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -126,6 +127,25 @@ def test_an_item_refused_for_want_of_a_queue_is_not_created(client: TestClient) 
     assert service.compute_stats().count == 0  # the client's retry will not make a second
 
 
+def test_a_put_whose_refresh_cannot_be_queued_drops_the_stale_entries(
+    client: TestClient, create_item: Create, wait_for_job: Wait
+) -> None:
+    item = create_item(name="Lamp", price=10)
+    wait_for_job(item["job_id"])
+    client.get(f"/items/{item['id']}")  # both cached, at the price about to change
+    client.get("/items/stats")
+
+    with queue_down(client.app):
+        refused = client.put(f"/items/{item['id']}", json={"name": "Lamp", "price": 40})
+    read = client.get(f"/items/{item['id']}")
+    stats = client.get("/items/stats")
+
+    assert refused.status_code == 503  # the write itself stands: a PUT may simply be retried
+    assert (read.headers["X-Cache"], read.json()["price"]) == ("miss", 40)
+    assert (stats.headers["X-Cache"], stats.json()["max_price"]) == ("miss", 40)
+    assert client.get(f"/items/{item['id']}").headers["X-Cache"] == "hit"
+
+
 def test_unknown_item_is_404(client: TestClient) -> None:
     read = client.get("/items/999")
     update = client.put("/items/999", json={"name": "Ghost", "price": 1})
@@ -143,14 +163,44 @@ def test_unknown_item_is_404(client: TestClient) -> None:
         {"name": "Lamp", "price": -1},
         {"name": "Lamp", "price": 1.999},
         {"name": "Lamp", "price": "cheap"},
+        {"name": "La\u0000mp", "price": 1},
     ],
-    ids=["no-name", "empty-name", "no-price", "negative", "fraction-of-cent", "not-a-number"],
+    ids=[
+        "no-name",
+        "empty-name",
+        "no-price",
+        "negative",
+        "fraction-of-cent",
+        "not-a-number",
+        "nul-in-name",
+    ],
 )
 def test_invalid_body_is_422(client: TestClient, create_item: Create, body: dict[str, Any]) -> None:
     item = create_item()
 
     assert client.post("/items", json=body).status_code == 422
     assert client.put(f"/items/{item['id']}", json=body).status_code == 422
+
+
+def refuse_non_json_numbers(constant: str) -> None:
+    raise AssertionError(f"the answer is not strict JSON: it holds {constant}")
+
+
+@pytest.mark.parametrize("price", ["NaN", "Infinity", "-Infinity", "1e400"])
+def test_a_price_json_cannot_carry_is_422_in_strict_json(
+    client: TestClient, create_item: Create, price: str
+) -> None:
+    """Python's JSON parser reads these (1e400 as infinity); the answer must still be JSON."""
+    item = create_item()
+    body = '{"name": "Lamp", "price": ' + price + "}"
+    headers = {"Content-Type": "application/json"}
+
+    created = client.post("/items", content=body, headers=headers)
+    replaced = client.put(f"/items/{item['id']}", content=body, headers=headers)
+
+    assert created.status_code == replaced.status_code == 422
+    detail = json.loads(created.text, parse_constant=refuse_non_json_numbers)["detail"]
+    assert detail[0]["loc"] == ["body", "price"]
 
 
 @pytest.mark.parametrize("item_id", ["not-a-number", "0", str(2**63)])

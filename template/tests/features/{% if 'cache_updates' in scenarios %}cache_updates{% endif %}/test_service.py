@@ -1,12 +1,14 @@
-"""Reads through the cache: the database answers when the cache cannot."""
+"""Reads through the cache, the stats' version, and how long entries live."""
 
 import asyncio
 
+import pytest
 from fakeredis import FakeAsyncRedis, FakeServer
 
 from app.core.database import init_db
 from app.features.cache_updates import service
 from app.features.cache_updates.cache import RedisCache
+from app.features.cache_updates.config import get_cache_settings
 from app.features.cache_updates.schemas import ItemIn
 
 
@@ -32,15 +34,33 @@ def test_reads_fall_back_to_the_database_when_the_cache_is_down() -> None:
     assert not stats_hit
 
 
-def test_stats_version_grows_with_every_write() -> None:
+def test_stats_version_grows_with_every_write_deletes_included() -> None:
     init_db()
     empty = service.compute_stats()
     item = service.create_item(ItemIn(name="Lamp", price=5))
     created = service.compute_stats()
     service.update_item(item.id, ItemIn(name="Lamp", price=6))
     updated = service.compute_stats()
+    service.delete_item(item.id)  # the undo of a create whose job could not be queued
+    deleted = service.compute_stats()
 
-    assert empty.version < created.version < updated.version
+    assert empty.version < created.version < updated.version < deleted.version
+    assert (deleted.count, empty.count) == (0, 0)
+
+
+def test_entry_lifetimes_spread_over_the_ttl_plus_its_jitter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CACHE_TTL_SECONDS", "100")
+    monkeypatch.setenv("CACHE_TTL_JITTER", "0.1")
+    get_cache_settings.cache_clear()
+
+    ttls = [service.entry_ttl() for _ in range(1000)]
+
+    assert 100 <= min(ttls) <= max(ttls) <= 110
+    # Spread over the whole range, so entries written together do not expire together.
+    assert max(ttls) - min(ttls) > 8
+    assert len(set(ttls)) > 900
 
 
 def test_update_of_an_unknown_item_changes_nothing() -> None:

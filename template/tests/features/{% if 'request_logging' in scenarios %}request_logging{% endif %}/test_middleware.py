@@ -42,6 +42,7 @@ def test_unhandled_exception_is_recorded_as_500_with_its_request_id(
         [record] = wait_for_records(client, path="/failing/42")
 
     assert response.status_code == 500
+    assert response.headers["X-Request-ID"] == "failing-1"
     assert record["status"] == 500
     assert record["request_id"] == "failing-1"
     assert record["route"] == "/failing/{item}"
@@ -85,6 +86,18 @@ def test_not_found_and_validation_errors_are_recorded(
     assert invalid["status"] == 422
     assert invalid["route"] == "/jobs/{job_id}"
     assert invalid["request_id"] == "bad-id-1"
+
+
+def test_a_path_with_nul_is_recorded_with_a_replacement_character(
+    client: TestClient, wait_for_records: WaitForRecords
+) -> None:
+    """PostgreSQL refuses NUL in text: kept, it would fail its batch and every retry of it."""
+    response = client.get("/a%00b")
+
+    [record] = wait_for_records(client, path="/a\ufffdb")
+
+    assert response.status_code == 404
+    assert record["request_id"] == response.headers["X-Request-ID"]
 
 
 def test_burst_of_500_requests_is_written_in_far_fewer_transactions(

@@ -1,5 +1,6 @@
 """Conversation records and the log-analysis endpoints over HTTP."""
 
+import json
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -7,6 +8,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+
+from tests.sample_work import create_sample_app
 
 WaitForJob = Callable[..., dict[str, Any]]
 InsertRecords = Callable[[list[dict[str, Any]]], None]
@@ -71,6 +74,7 @@ def test_unknown_conversation_is_an_empty_page(client: TestClient) -> None:
         {"role": "user"},
         {"role": "user", "content": "hi", "metdata": {"typo": True}},
         {"role": "user", "content": "hi", "metadata": ["not", "an", "object"]},
+        {"role": "user", "content": "a\u0000b"},
     ],
 )
 def test_invalid_message_is_refused_with_422(client: TestClient, body: dict[str, Any]) -> None:
@@ -78,6 +82,107 @@ def test_invalid_message_is_refused_with_422(client: TestClient, body: dict[str,
 
     assert response.status_code == 422
     assert response.json()["detail"]
+
+
+def refuse_non_json_numbers(constant: str) -> None:
+    raise AssertionError(f"the answer is not strict JSON: it holds {constant}")
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    ['{"score": NaN}', '{"score": Infinity}', '{"score": -Infinity}', '{"deep": [{"x": 1e400}]}'],
+    ids=["nan", "infinity", "minus-infinity", "too-large-nested"],
+)
+def test_metadata_with_numbers_json_cannot_carry_is_refused_with_422(
+    client: TestClient, metadata: str
+) -> None:
+    """Python's JSON parser reads these (1e400 as infinity); stored, they came back as null."""
+    response = client.post(
+        "/conversations/c1/messages",
+        content='{"role": "user", "content": "hi", "metadata": ' + metadata + "}",
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 422
+    [error] = json.loads(response.text, parse_constant=refuse_non_json_numbers)["detail"]
+    assert error["loc"] == ["body", "metadata"]
+    assert "NaN or infinite numbers" in error["msg"]
+
+
+def test_metadata_larger_than_the_setting_is_refused_with_422(
+    client: TestClient, request_log_settings: Callable[..., None], wait_for_job: WaitForJob
+) -> None:
+    request_log_settings(max_metadata_bytes=23)
+    fits = {"note": "é" * 6}  # {"note":"éééééé"}: 11 bytes of ASCII and 6 two-byte letters
+    too_large = {"note": "é" * 7}
+
+    accepted = client.post(
+        "/conversations/sized/messages", json={"role": "user", "content": "hi", "metadata": fits}
+    )
+    refused = client.post(
+        "/conversations/sized/messages",
+        json={"role": "user", "content": "hi", "metadata": too_large},
+    )
+
+    assert accepted.status_code == 202
+    assert wait_for_job(accepted.json()["job_id"])["status"] == "succeeded"
+    assert refused.status_code == 422
+    assert "metadata must be at most 23 bytes as JSON, not 25" in refused.text
+
+
+def test_metadata_is_bounded_by_default(client: TestClient) -> None:
+    five_megabytes = {"blob": "x" * 5_000_000}
+
+    response = client.post(
+        "/conversations/c1/messages",
+        json={"role": "user", "content": "hi", "metadata": five_megabytes},
+    )
+
+    assert response.status_code == 422
+    assert "metadata must be at most 16384 bytes" in response.text
+
+
+TOO_LARGE = str(2**63)  # one more than the largest OFFSET SQLite or PostgreSQL takes
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (f"/logs/requests?offset={TOO_LARGE}", "less than or equal to"),
+        ("/logs/requests?offset=99999999999999999999", "less than or equal to"),
+        (f"/conversations/c1/messages?offset={TOO_LARGE}", "less than or equal to"),
+        (f"/logs/stats?offset={TOO_LARGE}", "less than or equal to"),
+        ("/logs/stats?limit=501", "less than or equal to"),
+        ("/logs/requests?since=9999-12-31T23:59:59-12:00", "outside the years 1 to 9999"),
+        ("/logs/requests?since=0001-01-01T00:00:00%2B12:00", "outside the years 1 to 9999"),
+        ("/logs/requests?path=/a%00b", "NUL character"),
+        ("/logs/requests?route=/jobs/%00", "NUL character"),
+    ],
+    ids=[
+        "offset-past-64-bits",
+        "offset-huge",
+        "messages-offset",
+        "stats-offset",
+        "stats-limit",
+        "since-after-9999-in-utc",
+        "since-before-year-1-in-utc",
+        "nul-in-path",
+        "nul-in-route",
+    ],
+)
+def test_out_of_range_or_unstorable_query_is_refused_with_422(
+    client: TestClient, url: str, message: str
+) -> None:
+    response = client.get(url)
+
+    assert response.status_code == 422
+    assert message in response.json()["detail"][0]["msg"]
+
+
+def test_the_largest_offset_is_an_empty_page(client: TestClient) -> None:
+    page = client.get("/logs/requests", params={"offset": 2**63 - 1}).json()
+
+    assert (page["items"], page["offset"]) == ([], 2**63 - 1)
 
 
 def test_unsafe_conversation_id_is_refused_with_422(client: TestClient) -> None:
@@ -157,6 +262,7 @@ def test_stats_give_exact_nearest_rank_percentiles_per_route(
         "count": 100,
         "errors": 5,
         "error_rate": 0.05,
+        "sampled": 100,
         "p50_ms": 50.0,
         "p95_ms": 95.0,
         "p99_ms": 99.0,
@@ -164,6 +270,46 @@ def test_stats_give_exact_nearest_rank_percentiles_per_route(
     fast = by_route["POST", "/fast"]
     assert (fast["count"], fast["errors"], fast["error_rate"]) == (4, 0, 0.0)
     assert (fast["p50_ms"], fast["p95_ms"], fast["p99_ms"]) == (2.0, 4.0, 4.0)
+
+
+def test_stats_percentiles_come_from_each_routes_most_recent_requests(
+    insert_records: InsertRecords, request_log_settings: Callable[..., None]
+) -> None:
+    # No record of the test's own requests is written meanwhile.
+    request_log_settings(stats_sample_size=10, flush_interval_seconds=3600)
+    now = datetime.now(UTC)
+    older = [
+        {"latency_ms": 1000.0, "status": 500, "created_at": now - timedelta(minutes=30, seconds=n)}
+        for n in range(20)
+    ]
+    recent = [
+        {"latency_ms": float(ms), "created_at": now - timedelta(seconds=ms)} for ms in range(1, 11)
+    ]
+    insert_records(older + recent)
+
+    with TestClient(create_sample_app()) as client:
+        [stats] = client.get("/logs/stats").json()["items"]
+
+    # Counted over the whole window; percentiles over the 10 most recent (1..10 ms).
+    assert (stats["count"], stats["errors"], stats["sampled"]) == (30, 20, 10)
+    assert (stats["p50_ms"], stats["p95_ms"], stats["p99_ms"]) == (5.0, 10.0, 10.0)
+
+
+def test_stats_are_a_page_of_routes_busiest_first(
+    insert_records: InsertRecords, request_log_settings: Callable[..., None]
+) -> None:
+    request_log_settings(flush_interval_seconds=3600)  # the test's own requests stay out
+    insert_records(
+        [{"route": "/one"}] + [{"route": "/three"}] * 3 + [{"route": None, "path": "/missing"}] * 2
+    )
+
+    with TestClient(create_sample_app()) as client:
+        first = client.get("/logs/stats", params={"limit": 2}).json()
+        rest = client.get("/logs/stats", params={"limit": 2, "offset": 2}).json()
+
+    assert [(item["route"], item["count"]) for item in first["items"]] == [("/three", 3), (None, 2)]
+    assert [(item["route"], item["count"]) for item in rest["items"]] == [("/one", 1)]
+    assert (first["total"], first["limit"], first["offset"]) == (3, 2, 0)
 
 
 @pytest.mark.parametrize("window", [0, -5, 10**9, "soon"])
