@@ -157,10 +157,11 @@ def release_new_template_version(repo: Path) -> None:
 MOVED_FROM, MOVED_TO = "app/core/memory.py", "app/core/startup.py"
 
 
-def recipe(heading: str) -> str:
-    """The Python block under `heading` in docs/releasing.md, for v0.3.0 to apply verbatim."""
+def recipe(heading: str) -> list[str]:
+    """The Python blocks under `heading` in docs/releasing.md, for v0.3.0 to apply verbatim."""
     section = (ROOT / "docs/releasing.md").read_text().split(f"\n## {heading}\n", 1)[1]
-    return section.split("```python\n", 1)[1].split("```", 1)[0]
+    section = section.split("\n## ", 1)[0]
+    return [block.split("```", 1)[0] for block in section.split("```python\n")[1:]]
 
 
 def release_renamed_setting_and_moved_module(repo: Path) -> None:
@@ -179,11 +180,14 @@ def release_renamed_setting_and_moved_module(repo: Path) -> None:
         "import Field, field_validator\n",
         "import Field, field_validator, model_validator\n",
     )
+    setting, its_test = recipe("A renamed setting")
     edit(
         config,
         "    request_timeout_seconds: float = Field(default=30.0, gt=0)\n",
-        recipe("A renamed setting"),
+        setting.split("\n", 2)[2],  # below the lines that show where it goes
     )
+    test_config = repo / "template/tests/core/test_config.py"
+    test_config.write_text(f"{test_config.read_text()}\n\n{its_test}")
     edit(
         repo / "template/.env.example.jinja",
         "REQUEST_TIMEOUT_SECONDS=30\n",
@@ -260,6 +264,8 @@ def test_custom_ping(client: TestClient) -> None:
 USER_WELCOME = "Thanks for joining us! Your account for {{ email }} is ready."
 # Where the README says to put them: a section of our own just under the header.
 USER_ENV = "# --- Ours ---\nPAYMENTS_API_URL=https://payments.example.com\n\n"
+# And our own docs at the end of the README.
+USER_DOCS = "\n## Our runbook\n\nPage the payments team when /custom/ping fails.\n"
 
 
 def cli_value(value: Any) -> str:
@@ -294,7 +300,8 @@ def generate(template_repo: Path, destination: Path, ref: str, **answers: Any) -
 def make_user_edits(project: Path) -> None:
     """A new route with its test, a changed setting, an edited core module, an edited feature
     file (the email scenario's welcome text, when the project has email), dependencies added
-    with `uv add` and a variable of our own in .env.example."""
+    with `uv add`, a variable of our own in .env.example and a section of our own in the
+    README."""
     (project / "app/api").mkdir()
     (project / "app/api/__init__.py").write_text(CUSTOM_API)
     (project / "app/api/ping.py").write_text(CUSTOM_ROUTER)
@@ -331,6 +338,8 @@ def make_user_edits(project: Path) -> None:
     env_example = project / ".env.example"
     header, rest = env_example.read_text().split("\n", 1)
     env_example.write_text(f"{header}\n{USER_ENV}{rest}")
+    readme = project / "README.md"
+    readme.write_text(readme.read_text() + USER_DOCS)
     commit_all(project, "our own changes")
 
 
@@ -348,6 +357,7 @@ def assert_user_edits_survived(project: Path) -> None:
     assert '    "prometheus-client>=0.20",\n    "python-dateutil>=2.9",\n]' in pyproject
     assert '    "psycopg[binary]>=3.2",\n    "pytest-xdist>=3.6",\n]' in pyproject
     assert USER_ENV in (project / ".env.example").read_text()
+    assert (project / "README.md").read_text().endswith(USER_DOCS)
 
 
 def assert_project_green(project: Path) -> None:
@@ -632,6 +642,32 @@ def test_update_over_a_dirty_tree_is_refused_and_changes_nothing(
     assert "Destination repository is dirty; cannot continue" in result.stdout + result.stderr
     after = {p: p.read_bytes() for p in project.rglob("*") if p.is_file() and ".git" not in p.parts}
     assert after == before
+
+
+def test_a_moved_template_is_found_again_once_the_answers_file_says_where(
+    template_repo: Path, tmp_path: Path
+) -> None:
+    first, moved = tmp_path / "template-here", tmp_path / "template-there"
+    git(tmp_path, "clone", "-q", str(template_repo), str(first))
+    project = generate(first, tmp_path / "my-service", "v0.1.0", scenarios=[])
+    first.rename(moved)
+
+    lost = subprocess.run(
+        [sys.executable, "-m", "copier", "update", "--defaults"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
+    assert lost.returncode == 1
+    assert "Local template must be a directory." in lost.stderr  # the README quotes it
+    # The README's one edit by hand to the answers file, committed before the update.
+    edit(project / ".copier-answers.yml", f"_src_path: {first}\n", f"_src_path: {moved}\n")
+    commit_all(project, "the template moved")
+    copier("update", "--defaults", cwd=project)
+
+    assert_no_conflicts(project)
+    assert answers_of(project)["_commit"] == "v0.3.0"
+    assert answers_of(project)["_src_path"] == str(moved)
 
 
 def check_update(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
