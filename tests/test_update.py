@@ -388,11 +388,36 @@ def commit_all(project: Path, message: str) -> None:
     git(project, "commit", "-qm", message)
 
 
+@pytest.fixture(scope="module")
+def edited_projects(
+    template_repo: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[..., Path]:
+    """A user's project per release and answers, generated and edited once for the module."""
+    made: dict[str, Path] = {}
+
+    def edited(ref: str, **answers: Any) -> Path:
+        key = json.dumps([ref, answers], sort_keys=True)
+        if key not in made:
+            destination = tmp_path_factory.mktemp("edited") / "my-service"
+            made[key] = generate(template_repo, destination, ref, **answers)
+            make_user_edits(made[key])
+        return made[key]
+
+    return edited
+
+
 @pytest.fixture
-def user_project(template_repo: Path, tmp_path: Path) -> Callable[..., Path]:
+def user_project(edited_projects: Callable[..., Path], tmp_path: Path) -> Callable[..., Path]:
+    """A copy of the user's project (its git history included) for one test to update."""
+
     def make(ref: str = "v0.1.0", **answers: Any) -> Path:
-        project = generate(template_repo, tmp_path / "my-service", ref, **answers)
-        make_user_edits(project)
+        project = tmp_path / "my-service"
+        shutil.copytree(
+            edited_projects(ref, **answers),
+            project,
+            symlinks=True,
+            ignore=shutil.ignore_patterns(".venv", "__pycache__", ".ruff_cache"),
+        )
         return project
 
     return make
