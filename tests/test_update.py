@@ -1,4 +1,5 @@
-"""`copier update` on a user's edited project: edits survive, template changes arrive, no conflicts."""
+"""`copier update` and `check-update` on a user's edited project: edits survive, template
+changes arrive, no conflicts; what an update cannot merge is documented and recoverable."""
 
 import json
 import os
@@ -452,7 +453,7 @@ SHOW_REQUEST_DEADLINE = (
 )
 
 
-def test_update_over_a_renamed_setting_and_a_moved_module_loses_nothing_for_good(
+def test_renamed_setting_keeps_its_old_name_and_a_moved_module_shows_the_lost_edit(
     user_project: Callable[..., Path],
 ) -> None:
     project = user_project("v0.2.0", scenarios=["email"])
