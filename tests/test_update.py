@@ -1,5 +1,7 @@
-"""`copier update` on a user's edited project: edits survive, template changes arrive, no conflicts."""
+"""`copier update` and `check-update` on a user's edited project: edits survive, template
+changes arrive, no conflicts; what an update cannot merge is documented and recoverable."""
 
+import json
 import os
 import re
 import shutil
@@ -17,6 +19,7 @@ from tests.conftest import (
     COPIER_YML,
     QUESTIONS,
     ROOT,
+    choice_values,
     project_env,
     project_tool,
     run,
@@ -64,8 +67,26 @@ def test_conflict_check_fails_loudly_on_markers_rej_files_and_unmerged_paths(
 ) -> None:
     git(tmp_path, "init", "-q")
     (tmp_path / "ok.py").write_text("x = '======='  # not a marker\n")
+    (tmp_path / "c.py").write_text("x = 0\n")
+    commit_all(tmp_path, "base")
     assert_no_conflicts(tmp_path)
 
+    # A real merge conflict: two branches change the same line.
+    git(tmp_path, "checkout", "-qb", "theirs")
+    (tmp_path / "c.py").write_text("x = 1\n")
+    commit_all(tmp_path, "theirs")
+    git(tmp_path, "checkout", "-q", "-")
+    (tmp_path / "c.py").write_text("x = 2\n")
+    commit_all(tmp_path, "ours")
+    merge = subprocess.run(
+        ["git", "merge", "-q", "theirs"],
+        cwd=tmp_path,
+        env={**os.environ, **GIT_ENV},
+        capture_output=True,
+    )
+    assert merge.returncode == 1
+    # Its markers edited away but never `git add`ed: only the index still knows.
+    (tmp_path / "c.py").write_text("x = 3\n")
     (tmp_path / "a.py").write_text(
         "<<<<<<< before updating\nx = 1\n=======\nx = 2\n>>>>>>> after\n"
     )
@@ -73,11 +94,14 @@ def test_conflict_check_fails_loudly_on_markers_rej_files_and_unmerged_paths(
     with pytest.raises(pytest.fail.Exception) as failed:
         assert_no_conflicts(tmp_path)
 
-    assert "conflict markers in a.py" in str(failed.value)
-    assert "leftover b.py.rej" in str(failed.value)
+    report = str(failed.value)
+    assert "conflict markers in a.py" in report
+    assert "leftover b.py.rej" in report
+    assert "conflict markers in c.py" not in report
+    assert re.search(r"unmerged paths:\n(.*\tc\.py\n?){3}$", report), report
 
 
-# --- two revisions of the template ---------------------------------------------------------
+# --- three releases of the template ---------------------------------------------------------
 
 
 def snapshot_template(repo: Path) -> None:
@@ -130,18 +154,76 @@ def release_new_template_version(repo: Path) -> None:
     )
 
 
+# The v0.3.0 release moves this module (with a user's edit in it) and renames a setting.
+MOVED_FROM, MOVED_TO = "app/core/memory.py", "app/core/startup.py"
+
+
+def recipe(heading: str) -> list[str]:
+    """The Python blocks under `heading` in docs/releasing.md, for v0.3.0 to apply verbatim."""
+    section = (ROOT / "docs/releasing.md").read_text().split(f"\n## {heading}\n", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    return [block.split("```", 1)[0] for block in section.split("```python\n")[1:]]
+
+
+def release_renamed_setting_and_moved_module(repo: Path) -> None:
+    """A release that an update cannot merge by itself, made as docs/releasing.md says:
+    REQUEST_TIMEOUT_SECONDS renamed REQUEST_DEADLINE_SECONDS (the old name still read), and
+    app/core/memory.py moved to app/core/startup.py."""
+    config = repo / "template/app/core/config.py"
+    edit(
+        config,
+        "from functools import lru_cache\n",
+        "import warnings\nfrom functools import lru_cache\n",
+    )
+    edit(config, "from typing import Literal\n", "from typing import Literal, Self\n")
+    edit(
+        config,
+        "import Field, field_validator\n",
+        "import Field, field_validator, model_validator\n",
+    )
+    setting, its_test = recipe("A renamed setting")
+    edit(
+        config,
+        "    request_timeout_seconds: float = Field(default=30.0, gt=0)\n",
+        setting.split("\n", 2)[2],  # below the lines that show where it goes
+    )
+    test_config = repo / "template/tests/core/test_config.py"
+    test_config.write_text(f"{test_config.read_text()}\n\n{its_test}")
+    edit(
+        repo / "template/.env.example.jinja",
+        "REQUEST_TIMEOUT_SECONDS=30\n",
+        "REQUEST_DEADLINE_SECONDS=30\n",
+    )
+    (repo / "template" / MOVED_FROM).rename(repo / "template" / MOVED_TO)
+    main = repo / "template/app/main.py.jinja"
+    edit(main, "from app.core.memory import freeze_start_up_objects\n", "")
+    edit(
+        main,
+        "from app.core.router import router as ops_router\n",
+        "from app.core.router import router as ops_router\n"
+        "from app.core.startup import freeze_start_up_objects\n",
+    )
+    readme = repo / "template/README.md.jinja"
+    readme.write_text(readme.read_text().replace(MOVED_FROM, MOVED_TO))
+
+
 @pytest.fixture(scope="module")
 def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A template repository with two tagged releases: v0.1.0 (today's) and v0.2.0."""
+    """A template repository with three tagged releases: v0.1.0 (today's), v0.2.0 and
+    v0.3.0."""
     repo = tmp_path_factory.mktemp("template-repo") / "template"
     snapshot_template(repo)
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "release 0.1.0")
-    git(repo, "tag", "v0.1.0")
-    release_new_template_version(repo)
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "release 0.2.0")
-    git(repo, "tag", "v0.2.0")
+    releases = {
+        "v0.1.0": None,
+        "v0.2.0": release_new_template_version,
+        "v0.3.0": release_renamed_setting_and_moved_module,
+    }
+    for tag, release in releases.items():
+        if release:
+            release(repo)
+        git(repo, "add", "-A")
+        git(repo, "commit", "-qm", f"release {tag}")
+        git(repo, "tag", tag)
     return repo
 
 
@@ -183,6 +265,8 @@ def test_custom_ping(client: TestClient) -> None:
 USER_WELCOME = "Thanks for joining us! Your account for {{ email }} is ready."
 # Where the README says to put them: a section of our own just under the header.
 USER_ENV = "# --- Ours ---\nPAYMENTS_API_URL=https://payments.example.com\n\n"
+# And our own docs at the end of the README.
+USER_DOCS = "\n## Our runbook\n\nPage the payments team when /custom/ping fails.\n"
 
 
 def cli_value(value: Any) -> str:
@@ -216,8 +300,9 @@ def generate(template_repo: Path, destination: Path, ref: str, **answers: Any) -
 
 def make_user_edits(project: Path) -> None:
     """A new route with its test, a changed setting, an edited core module, an edited feature
-    file (the email scenario's welcome text: every user project here has email), dependencies
-    added with `uv add` and a variable of our own in .env.example."""
+    file (the email scenario's welcome text, when the project has email), dependencies added
+    with `uv add`, a variable of our own in .env.example and a section of our own in the
+    README."""
     (project / "app/api").mkdir()
     (project / "app/api/__init__.py").write_text(CUSTOM_API)
     (project / "app/api/ping.py").write_text(CUSTOM_ROUTER)
@@ -241,11 +326,12 @@ def make_user_edits(project: Path) -> None:
         '"""`GET /jobs/{job_id}`: the status of any piece of background work."""',
         '"""`GET /jobs/{job_id}`: the status of any piece of background work (edited by us)."""',
     )
-    edit(
-        project / "app/features/email/templates/welcome.txt",
-        "Welcome aboard! Your account for {{ email }} is ready.",
-        USER_WELCOME,
-    )
+    if has_email(project):
+        edit(
+            project / "app/features/email/templates/welcome.txt",
+            "Welcome aboard! Your account for {{ email }} is ready.",
+            USER_WELCOME,
+        )
     # `uv add` appends at the end of each list, where no scenario's lines are.
     uv_add = [tool("uv"), "add", "--frozen", "--quiet"]
     run([*uv_add, "python-dateutil>=2.9"], project, project_env(project))
@@ -253,6 +339,8 @@ def make_user_edits(project: Path) -> None:
     env_example = project / ".env.example"
     header, rest = env_example.read_text().split("\n", 1)
     env_example.write_text(f"{header}\n{USER_ENV}{rest}")
+    readme = project / "README.md"
+    readme.write_text(readme.read_text() + USER_DOCS)
     commit_all(project, "our own changes")
 
 
@@ -264,11 +352,13 @@ def assert_user_edits_survived(project: Path) -> None:
     assert "app.include_router(api_router)  # ours" in main
     assert 'log_level: str = "WARNING"' in (project / "app/core/config.py").read_text()
     assert "(edited by us)" in (project / "app/jobs/router.py").read_text()
-    assert USER_WELCOME in (project / "app/features/email/templates/welcome.txt").read_text()
+    if has_email(project):
+        assert USER_WELCOME in (project / "app/features/email/templates/welcome.txt").read_text()
     pyproject = (project / "pyproject.toml").read_text()
     assert '    "prometheus-client>=0.20",\n    "python-dateutil>=2.9",\n]' in pyproject
     assert '    "psycopg[binary]>=3.2",\n    "pytest-xdist>=3.6",\n]' in pyproject
     assert USER_ENV in (project / ".env.example").read_text()
+    assert (project / "README.md").read_text().endswith(USER_DOCS)
 
 
 def assert_project_green(project: Path) -> None:
@@ -280,6 +370,10 @@ def assert_project_green(project: Path) -> None:
 
 def answers_of(project: Path) -> dict[str, Any]:
     return yaml.safe_load((project / ".copier-answers.yml").read_text())
+
+
+def has_email(project: Path) -> bool:
+    return "email" in answers_of(project)["scenarios"]
 
 
 def change_answers(project: Path, **answers: Any) -> None:
@@ -295,11 +389,36 @@ def commit_all(project: Path, message: str) -> None:
     git(project, "commit", "-qm", message)
 
 
+@pytest.fixture(scope="module")
+def edited_projects(
+    template_repo: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[..., Path]:
+    """A user's project per release and answers, generated and edited once for the module."""
+    made: dict[str, Path] = {}
+
+    def edited(ref: str, **answers: Any) -> Path:
+        key = json.dumps([ref, answers], sort_keys=True)
+        if key not in made:
+            destination = tmp_path_factory.mktemp("edited") / "my-service"
+            made[key] = generate(template_repo, destination, ref, **answers)
+            make_user_edits(made[key])
+        return made[key]
+
+    return edited
+
+
 @pytest.fixture
-def user_project(template_repo: Path, tmp_path: Path) -> Callable[..., Path]:
-    def make(**answers: Any) -> Path:
-        project = generate(template_repo, tmp_path / "my-service", "v0.1.0", **answers)
-        make_user_edits(project)
+def user_project(edited_projects: Callable[..., Path], tmp_path: Path) -> Callable[..., Path]:
+    """A copy of the user's project (its git history included) for one test to update."""
+
+    def make(ref: str = "v0.1.0", **answers: Any) -> Path:
+        project = tmp_path / "my-service"
+        shutil.copytree(
+            edited_projects(ref, **answers),
+            project,
+            symlinks=True,
+            ignore=shutil.ignore_patterns(".venv", "__pycache__", ".ruff_cache"),
+        )
         return project
 
     return make
@@ -323,6 +442,60 @@ def test_update_brings_the_new_release_and_keeps_user_edits(
         in (project / "app/features/email/templates/welcome.txt").read_text()
     )
     assert answers_of(project)["_commit"] == "v0.2.0"
+    assert_project_green(project)
+
+
+USER_GC_LINE = "    gc.collect()  # ours: drop start-up garbage before freezing the rest\n"
+# The generated README's way to see what a moved file lost, right after the update's commit.
+MOVE_RECOVERY = "git show -M HEAD -- <old path> <new path>"
+SHOW_REQUEST_DEADLINE = (
+    "from app.core.config import get_settings; print(get_settings().request_deadline_seconds)"
+)
+
+
+def test_renamed_setting_keeps_its_old_name_and_a_moved_module_shows_the_lost_edit(
+    user_project: Callable[..., Path],
+) -> None:
+    project = user_project("v0.2.0", scenarios=["email"])
+    edit(project / MOVED_FROM, "    gc.freeze()\n", USER_GC_LINE + "    gc.freeze()\n")
+    commit_all(project, "collect before freezing")
+    # Set under the name v0.2.0 gave it, in a file the update never touches (git ignores it).
+    (project / ".env").write_text("REQUEST_TIMEOUT_SECONDS=5\n")
+
+    copier("update", "--defaults", cwd=project)  # to the latest release, v0.3.0
+
+    assert_no_conflicts(project)
+    assert_user_edits_survived(project)
+    assert answers_of(project)["_commit"] == "v0.3.0"
+    assert (project / ".env").read_text() == "REQUEST_TIMEOUT_SECONDS=5\n"
+    assert "REQUEST_DEADLINE_SECONDS=30" in (project / ".env.example").read_text()
+    # The moved module arrives with the template's content; our copy is deleted, no conflict.
+    assert not (project / MOVED_FROM).exists()
+    assert USER_GC_LINE not in (project / MOVED_TO).read_text()
+    commit_all(project, "Update from the template")
+    # The README's command shows the move, and the line it lost is ours.
+    readme = (project / "README.md").read_text()
+    assert MOVE_RECOVERY in readme
+    command = MOVE_RECOVERY.replace("<old path>", MOVED_FROM).replace("<new path>", MOVED_TO)
+    shown = git(project, *command.split()[1:]).splitlines()
+    assert f"rename from {MOVED_FROM}" in shown
+    assert [line for line in shown if line.startswith(("-", "+"))] == [
+        f"--- a/{MOVED_FROM}",
+        f"+++ b/{MOVED_TO}",
+        "-" + USER_GC_LINE.rstrip("\n"),
+    ]
+    # The old variable still counts, and the service says what to set instead.
+    settings = subprocess.run(
+        [tool("uv"), "run", "python", "-c", SHOW_REQUEST_DEADLINE],
+        cwd=project,
+        env=project_env(project),
+        capture_output=True,
+        text=True,
+    )
+    assert settings.stdout == "5.0\n", settings.stderr
+    assert "FutureWarning: REQUEST_TIMEOUT_SECONDS is now called REQUEST_DEADLINE_SECONDS" in (
+        settings.stderr
+    )
     assert_project_green(project)
 
 
@@ -371,42 +544,86 @@ def test_adding_a_scenario_during_update_brings_all_of_it_and_keeps_user_edits(
     assert_project_green(project)
 
 
-# What of a removed scenario would be left dangling if anything of it were.
-CACHE_UPDATES_TRACES = ["cache_updates", "CACHE_", "/items", "fakeredis", "Cache updates"]
+SCENARIOS = choice_values(QUESTIONS["scenarios"])
+# What only a scenario brings (its modules, variables, routes, dependencies, compose
+# services, README section): none of it may be left once the scenario is removed.
+SCENARIO_TRACES = {
+    "email": [
+        "features.email",
+        "features/email",
+        "SMTP_",
+        "EMAIL_FROM",
+        "/users",
+        "aiosmtp",
+        '"email-validator',
+        "mailpit",
+    ],
+    "embeddings": [
+        "features.embeddings",
+        "features/embeddings",
+        "EMBEDDINGS_",
+        "/documents",
+        '"numpy',
+        '"python-multipart',
+    ],
+    "request_logging": [
+        "request_logging",
+        "REQUEST_LOG_",
+        "RequestLog",
+        "/logs/",
+        "/conversations",
+    ],
+    "cache_updates": [
+        "cache_updates",
+        "CACHE_",
+        "/items",
+        "Cache updates",
+        '"redis>=',
+        "fakeredis",
+    ],
+}
+OUR_NOTES = "\nOur notes on running this in production.\n"
 
 
+def grep_traces(project: Path, scenario: str) -> subprocess.CompletedProcess[str]:
+    patterns = [arg for trace in SCENARIO_TRACES[scenario] for arg in ("-e", trace)]
+    return subprocess.run(
+        ["git", "grep", "-n", "-F", *patterns], cwd=project, capture_output=True, text=True
+    )
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
 def test_removing_a_scenario_during_update_leaves_nothing_of_it(
-    user_project: Callable[..., Path],
+    user_project: Callable[..., Path], scenario: str
 ) -> None:
-    project = user_project(scenarios=["email", "cache_updates"])
+    # The smallest project that keeps the user's email edit: email and the scenario that
+    # goes, or nothing once email itself goes.
+    before = [name for name in SCENARIOS if name in {"email", scenario}]
+    after = [name for name in before if name != scenario]
+    project = user_project(scenarios=before)
+    found = grep_traces(project, scenario).stdout
+    assert [trace for trace in SCENARIO_TRACES[scenario] if trace not in found] == []
     # An edit inside the scenario that goes: the update deletes it, git history keeps it.
-    config = "app/features/cache_updates/config.py"
-    ttl = "ttl_seconds: float = Field(default=300.0, gt=0)"
-    edit(project / config, ttl, ttl.replace("300.0", "600.0"))
-    commit_all(project, "our edit to cache_updates")
+    notes = f"app/features/{scenario}/README.md"
+    (project / notes).write_text((project / notes).read_text() + OUR_NOTES)
+    commit_all(project, f"our notes on {scenario}")
     # Byte-code left by running the project, ignored by git: Copier leaves it behind.
     run([sys.executable, "-m", "compileall", "-q", "app", "tests"], project)
 
-    change_answers(project, scenarios=["email"])
+    change_answers(project, scenarios=after)
 
     assert_no_conflicts(project)
     assert_user_edits_survived(project)
-    assert answers_of(project)["scenarios"] == ["email"]
-    assert "default=600.0" in git(project, "show", f"HEAD:{config}")
-    folders = [project / "app/features/cache_updates", project / "tests/features/cache_updates"]
+    assert answers_of(project)["scenarios"] == after
+    assert OUR_NOTES in git(project, "show", f"HEAD:{notes}")
+    folders = [project / "app/features" / scenario, project / "tests/features" / scenario]
     for folder in folders:
         kept = [p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
         assert kept == [], f"{folder} keeps {kept}"
         shutil.rmtree(folder)  # the README's clean-up step for ignored leftovers
-    commit_all(project, "removed cache_updates")
-    dangling = subprocess.run(
-        ["git", "grep", "-n", *[arg for trace in CACHE_UPDATES_TRACES for arg in ("-e", trace)]],
-        cwd=project,
-        capture_output=True,
-        text=True,
-    )
+    commit_all(project, f"removed {scenario}")
+    dangling = grep_traces(project, scenario)
     assert dangling.returncode == 1, f"left behind:\n{dangling.stdout}{dangling.stderr}"
-    assert "redis" not in (project / "pyproject.toml").read_text()
     assert_project_green(project)
 
 
@@ -451,3 +668,60 @@ def test_update_over_a_dirty_tree_is_refused_and_changes_nothing(
     assert "Destination repository is dirty; cannot continue" in result.stdout + result.stderr
     after = {p: p.read_bytes() for p in project.rglob("*") if p.is_file() and ".git" not in p.parts}
     assert after == before
+
+
+def test_a_moved_template_is_found_again_once_the_answers_file_says_where(
+    template_repo: Path, tmp_path: Path
+) -> None:
+    first, moved = tmp_path / "template-here", tmp_path / "template-there"
+    git(tmp_path, "clone", "-q", str(template_repo), str(first))
+    project = generate(first, tmp_path / "my-service", "v0.1.0", scenarios=[])
+    first.rename(moved)
+
+    lost = subprocess.run(
+        [sys.executable, "-m", "copier", "update", "--defaults"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
+    assert lost.returncode == 1
+    assert "Local template must be a directory." in lost.stderr  # the README quotes it
+    # The README's one edit by hand to the answers file, committed before the update.
+    edit(project / ".copier-answers.yml", f"_src_path: {first}\n", f"_src_path: {moved}\n")
+    commit_all(project, "the template moved")
+    copier("update", "--defaults", cwd=project)
+
+    assert_no_conflicts(project)
+    assert answers_of(project)["_commit"] == "v0.3.0"
+    assert answers_of(project)["_src_path"] == str(moved)
+
+
+def check_update(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "copier", "check-update", *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_check_update_tells_a_project_behind_the_latest_tag_from_one_up_to_date(
+    template_repo: Path, tmp_path: Path
+) -> None:
+    behind = generate(template_repo, tmp_path / "behind", "v0.1.0")
+    current = generate(template_repo, tmp_path / "current", "v0.3.0")
+
+    # For a scheduled CI job: nothing printed, exit 2 only when there is something to do.
+    quiet = check_update(behind, "--quiet")
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (2, "", "")
+    quiet = check_update(current, "--quiet")
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
+
+    # What the plain output says, for a script to read.
+    as_json = check_update(behind, "--output-format", "json")
+    assert as_json.returncode == 0
+    assert json.loads(as_json.stdout) == {
+        "update_available": True,
+        "current_version": "0.1.0",
+        "latest_version": "0.3.0",
+    }
