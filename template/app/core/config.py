@@ -56,13 +56,7 @@ def check_settings() -> None:
     Without this, a feature's settings load on first use, so a typo in its variables shows
     as a 500 on every request, or a failed job, long after the service said it started.
     """
-    import app.features  # each feature's config module registers its getter when imported
-
-    for feature in pkgutil.iter_modules(app.features.__path__):
-        config = f"app.features.{feature.name}.config"
-        if importlib.util.find_spec(config) is not None:
-            importlib.import_module(config)
-    for getter in _GETTERS:
+    for getter in registered_getters():
         try:
             getter()
         except ValidationError as exc:
@@ -70,18 +64,36 @@ def check_settings() -> None:
             raise SystemExit(message) from None
 
 
+def registered_getters() -> list[Callable[[], BaseSettings]]:
+    """Every settings getter of the service, features' included."""
+    import app.features  # each feature's config module registers its getter when imported
+
+    for feature in pkgutil.iter_modules(app.features.__path__):
+        config = f"app.features.{feature.name}.config"
+        if importlib.util.find_spec(config) is not None:
+            importlib.import_module(config)
+    return list(_GETTERS)
+
+
+def variable_name(settings: type[BaseSettings], field: str) -> str:
+    """The environment variable that sets `field` of `settings`."""
+    info = settings.model_fields.get(field)
+    alias = info.validation_alias if info else None
+    if isinstance(alias, str):
+        return alias
+    return f"{settings.model_config.get('env_prefix') or ''}{field}".upper()
+
+
 def describe_settings_error(exc: ValidationError, settings: type[BaseSettings]) -> str:
     """Name the environment variable of each refused value, and why (never a secret's value)."""
-    prefix = settings.model_config.get("env_prefix") or ""
     problems = []
     for error in exc.errors():
         reason = error["msg"].removeprefix("Value error, ")
         if not error["loc"]:  # a rule across several variables says which itself
             problems.append(reason)
             continue
+        name = variable_name(settings, str(error["loc"][0]))
         field = settings.model_fields.get(str(error["loc"][0]))
-        alias = field.validation_alias if field else None
-        name = alias if isinstance(alias, str) else f"{prefix}{error['loc'][0]}".upper()
         kinds = (field.annotation, *getattr(field.annotation, "__args__", ())) if field else ()
         secret = SecretStr in kinds
         value = "" if secret or "input" not in error else f"={error['input']!r}"

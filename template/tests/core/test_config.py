@@ -1,16 +1,25 @@
 """Settings read from the environment, and the start-up check of every settings class."""
 
 import os
+import re
 import subprocess
 import sys
 from functools import lru_cache
 from pathlib import Path
+from typing import get_type_hints
 
 import pytest
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.core.config import Settings, check_settings, get_settings, settings_getter
+from app.core import config
+from app.core.config import (
+    Settings,
+    check_settings,
+    get_settings,
+    registered_getters,
+    variable_name,
+)
 from app.main import create_app
 
 
@@ -51,7 +60,6 @@ class _ProbeSettings(BaseSettings):
     token: SecretStr | None = Field(default=None, min_length=8)
 
 
-@settings_getter
 @lru_cache
 def _get_probe_settings() -> _ProbeSettings:
     return _ProbeSettings()
@@ -60,6 +68,7 @@ def _get_probe_settings() -> _ProbeSettings:
 def test_every_registered_settings_class_is_checked_and_secrets_stay_hidden(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(config, "_GETTERS", [*config._GETTERS, _get_probe_settings])
     monkeypatch.setenv("PROBE_RETRIES", "-1")
     monkeypatch.setenv("PROBE_TOKEN", "hunter2")
     _get_probe_settings.cache_clear()
@@ -91,3 +100,13 @@ def test_the_server_refuses_to_start_with_the_message_and_no_traceback(tmp_path:
     assert server.stderr.strip().splitlines() == [
         "invalid configuration: JOB_MAX_ATTEMPTS='0': Input should be greater than or equal to 1"
     ]
+
+
+def test_every_setting_is_listed_in_env_example() -> None:
+    example = (Path(__file__).parents[2] / ".env.example").read_text()
+    listed = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", example, re.MULTILINE))
+
+    for getter in registered_getters():
+        settings = get_type_hints(getter)["return"]
+        for field in settings.model_fields:
+            assert variable_name(settings, field) in listed, f"{settings.__name__}.{field}"
