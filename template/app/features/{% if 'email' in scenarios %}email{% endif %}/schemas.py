@@ -1,7 +1,7 @@
 """Request and response bodies of `/users`."""
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, StringConstraints
@@ -27,11 +27,6 @@ PersonName = Annotated[
     ),
 ]
 
-# Stored in UTC; SQLite hands datetimes back without their zone, so put it back.
-UtcDatetime = Annotated[
-    datetime, AfterValidator(lambda moment: moment.replace(tzinfo=moment.tzinfo or UTC))
-]
-
 
 class UserCreate(BaseModel):
     email: NormalisedEmail
@@ -45,5 +40,5 @@ class UserRead(BaseModel):
     email: str
     name: str
     welcome_email_job_id: uuid.UUID | None
-    welcome_email_sent_at: UtcDatetime | None
-    created_at: UtcDatetime
+    welcome_email_sent_at: datetime | None
+    created_at: datetime

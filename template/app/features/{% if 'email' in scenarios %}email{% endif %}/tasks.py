@@ -2,7 +2,7 @@
 
 import asyncio
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from fastapi.concurrency import run_in_threadpool
@@ -68,7 +68,6 @@ async def _claimed_by_another_run(user_id: int) -> dict[str, Any]:
     started = user.welcome_email_sending_at
     if started is None:  # that run failed without sending in the meantime: try again later
         raise RuntimeError(f"another run was sending the welcome email to {user.email}")
-    started = started.replace(tzinfo=started.tzinfo or UTC).astimezone(UTC)  # naive on SQLite
     raise service.DeliveryUnknown(
         f"delivery of the welcome email to {user.email} is unknown: a run started sending it "
         f"at {started:%Y-%m-%d %H:%M:%S} UTC and never recorded the outcome (it stopped "

@@ -4,10 +4,10 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import DateTime, ForeignKey, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.core.database import Base
+from app.core.database import Base, UtcDateTime
 
 
 class DocumentStatus(StrEnum):
@@ -38,8 +38,8 @@ class Document(Base):
     # Bumped in the transaction that replaces the chunks, so a search index held in memory
     # knows exactly which documents it must reload.
     generation: Mapped[int] = mapped_column(default=0)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     # Last on purpose: SQLite stores a long value in overflow pages and reaches the columns
     # after it only through them, which would make every status query read every document.
     content: Mapped[str] = mapped_column(Text)

@@ -4,10 +4,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Float, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.core.database import Base
+from app.core.database import Base, UtcDateTime
 
 # Column sizes; the middleware truncates to them so one odd request cannot fail a batch.
 METHOD_LENGTH = 16
@@ -40,7 +40,7 @@ class RequestRecord(Base):
     latency_ms: Mapped[float] = mapped_column(Float)
     client: Mapped[str | None] = mapped_column(String(CLIENT_LENGTH))
     user_agent: Mapped[str | None] = mapped_column(String(USER_AGENT_LENGTH))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
 
 
 class ConversationMessage(Base):
@@ -57,4 +57,4 @@ class ConversationMessage(Base):
     # `metadata` is taken by SQLAlchemy on declarative classes; the column keeps the name.
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
     request_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
