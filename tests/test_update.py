@@ -170,16 +170,12 @@ def release_renamed_setting_and_moved_module(repo: Path) -> None:
     REQUEST_TIMEOUT_SECONDS renamed REQUEST_DEADLINE_SECONDS (the old name still read), and
     app/core/memory.py moved to app/core/startup.py."""
     config = repo / "template/app/core/config.py"
+    edit(config, "import pkgutil\n", "import pkgutil\nimport warnings\n")
+    edit(config, "from typing import Literal, ", "from typing import Literal, Self, ")
     edit(
         config,
-        "from functools import lru_cache\n",
-        "import warnings\nfrom functools import lru_cache\n",
-    )
-    edit(config, "from typing import Literal\n", "from typing import Literal, Self\n")
-    edit(
-        config,
-        "import Field, field_validator\n",
-        "import Field, field_validator, model_validator\n",
+        "ValidationError, field_validator\n",
+        "ValidationError, field_validator, model_validator\n",
     )
     setting, its_test = recipe("A renamed setting")
     edit(
@@ -192,7 +188,8 @@ def release_renamed_setting_and_moved_module(repo: Path) -> None:
     edit(
         repo / "template/.env.example.jinja",
         "REQUEST_TIMEOUT_SECONDS=30\n",
-        "REQUEST_DEADLINE_SECONDS=30\n",
+        "REQUEST_DEADLINE_SECONDS=30\n"
+        "# Renamed from REQUEST_TIMEOUT_SECONDS in 0.3.0 (the old name is read until 0.4.0).\n",
     )
     (repo / "template" / MOVED_FROM).rename(repo / "template" / MOVED_TO)
     main = repo / "template/app/main.py.jinja"
@@ -311,8 +308,8 @@ def make_user_edits(project: Path) -> None:
     # goes after the loop over ROUTERS, never into the list the template rewrites.
     edit(
         project / "app/main.py",
-        "from app.core.config import get_settings\n",
-        "from app.api import router as api_router\nfrom app.core.config import get_settings\n",
+        "from app.core.config import check_settings, get_settings\n",
+        "from app.api import router as api_router\nfrom app.core.config import check_settings, get_settings\n",
     )
     edit(
         project / "app/main.py",
