@@ -24,7 +24,7 @@ RUNS_IN_API_PROCESS = True
 
 
 class Work(NamedTuple):
-    """A job as this process runs it."""
+    """A job as this process runs it: `run_attempt`'s arguments, in its order."""
 
     name: str
     job_id: uuid.UUID
@@ -50,7 +50,8 @@ class Runner:
     deploy), so a job is run by the process holding its lease: that process keeps the row's
     `updated_at` recent from hand-over until the job ends, retry delays included. A row left
     unfinished and not renewed for `JOB_LEASE_SECONDS` has lost its process; one process
-    claims it and runs it again.
+    claims it and runs it again. One runner per running app, handed to requests as
+    `request.state.job_runner` by `backend_lifespan`.
     """
 
     def __init__(self, lease_seconds: float) -> None:
@@ -103,7 +104,7 @@ class Runner:
             self.spawn(Work(job.kind, job.id, job.args, job.request_id), attempts)
 
     async def drain(self, grace: float) -> None:
-        """Let running jobs finish within `grace` seconds; the rest keep their lease until it runs out."""
+        """Give running jobs `grace` seconds to finish; the rest keep their lease until it runs out."""
         if not self._tasks:
             return
         _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
