@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     job_retry_base_seconds: float = Field(default=1.0, ge=0)
     job_retry_max_seconds: float = Field(default=60.0, ge=0)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    # BackgroundTasks: a process renews its jobs' leases every third of this; a job whose
+    # lease ran out (its process died) is taken over by another process or the next start.
+    job_lease_seconds: float = Field(default=30.0, gt=0)
 
     @field_validator("database_url")
     @classmethod

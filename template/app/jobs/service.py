@@ -1,11 +1,13 @@
 """Reads and writes of job rows; every write goes through the group-commit writer."""
 
+import asyncio
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 
 from app.core.database import get_engine, get_sessionmaker, utcnow
 from app.core.writer import GroupCommitWriter
@@ -34,6 +36,18 @@ _SETTLE = (
         updated_at=bindparam("now"),
     )
 )
+# A process holds a job's lease by keeping `updated_at` recent (no owner column: a lease
+# outlives its holder by at most its length). Spelled out instead of `in_`, which
+# executemany cannot take.
+_UNFINISHED = or_(*(_jobs.c.status == status for status in UNFINISHED))
+_RENEW = (
+    update(_jobs)
+    .where(_jobs.c.id == bindparam("job_id"), _UNFINISHED)
+    .values(updated_at=bindparam("now"))
+)
+# Renewing a lease that expired is taking the job over: the condition and the write are one
+# statement, so of several processes claiming the job at once exactly one gets a row back.
+_CLAIM = _RENEW.where(_jobs.c.updated_at < bindparam("cutoff")).returning(_jobs.c.attempts)
 
 
 class JobStore:
@@ -104,13 +118,31 @@ class JobStore:
             job = session.get(Job, job_id)
             return JobRead.model_validate(job) if job else None
 
-    def unfinished_before(self, moment: datetime) -> list[Job]:
-        """Jobs still `queued`/`running` that nobody touched since `moment` (left by a crash)."""
+    async def renew(self, job_ids: Iterable[uuid.UUID]) -> None:
+        """Keep the leases of unfinished jobs this process holds (one executemany for all)."""
+        now = utcnow()
+        await asyncio.gather(
+            *(
+                self.writer.write(_RENEW, {"job_id": job_id, "now": now}, key=job_id)
+                for job_id in job_ids
+            )
+        )
+
+    async def claim(self, job_id: uuid.UUID, cutoff: datetime) -> int | None:
+        """Take over a job whose lease ran out before `cutoff`; returns its attempts so far.
+
+        None when the job finished, or another process renewed or claimed it first.
+        """
+        params = {"job_id": job_id, "cutoff": cutoff, "now": utcnow()}
+        return await self.writer.write(_CLAIM, params, scalar=True, key=job_id)
+
+    def abandoned(self, cutoff: datetime) -> list[Job]:
+        """Jobs still `queued`/`running` whose lease ran out before `cutoff`: nobody holds them."""
         with get_sessionmaker()() as session:
             return list(
                 session.scalars(
                     select(Job)
-                    .where(Job.status.in_(UNFINISHED), Job.updated_at < moment)
+                    .where(Job.status.in_(UNFINISHED), Job.updated_at < cutoff)
                     .order_by(Job.created_at)
                 )
             )

@@ -3,11 +3,12 @@
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Coroutine
-from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+from datetime import timedelta
+from typing import Annotated, Any, NamedTuple
 
-from fastapi import BackgroundTasks, Depends
+from fastapi import BackgroundTasks, Depends, Request
 
 from app.core.config import get_settings
 from app.core.database import utcnow
@@ -22,36 +23,88 @@ logger = logging.getLogger(__name__)
 RUNS_IN_API_PROCESS = True
 
 
-async def execute(
-    name: str,
-    job_id: uuid.UUID,
-    kwargs: dict[str, Any],
-    request_id: str | None,
-    previous_attempts: int = 0,
-) -> None:
+class Work(NamedTuple):
+    """A job as this process runs it: `run_attempt`'s arguments, in its order."""
+
+    name: str
+    job_id: uuid.UUID
+    kwargs: dict[str, Any]
+    request_id: str | None
+
+
+async def execute(work: Work, previous_attempts: int = 0) -> None:
     """Run a job to its end: retries wait on the event loop, never in a thread."""
-    # Only this process runs the job, so it counts the attempts itself.
+    # This process holds the job's lease, so no other runs it: it counts the attempts itself.
     attempt = previous_attempts + 1
-    outcome = await run_attempt(name, job_id, kwargs, request_id, attempt)
+    outcome = await run_attempt(*work, attempt)
     while outcome.status == "retry":
         await asyncio.sleep(outcome.delay)
         attempt += 1
-        outcome = await run_attempt(name, job_id, kwargs, request_id, attempt)
+        outcome = await run_attempt(*work, attempt)
 
 
 class Runner:
-    """Every job this process runs, each its own asyncio task, awaited at shutdown."""
+    """The jobs this process holds: each runs as its own asyncio task, under a lease.
 
-    def __init__(self) -> None:
+    Several processes may share the database (`uvicorn --workers`, replicas, a rolling
+    deploy), so a job is run by the process holding its lease: that process keeps the row's
+    `updated_at` recent from hand-over until the job ends, retry delays included. A row left
+    unfinished and not renewed for `JOB_LEASE_SECONDS` has lost its process; one process
+    claims it and runs it again. One runner per running app, handed to requests as
+    `request.state.job_runner` by `backend_lifespan`.
+    """
+
+    def __init__(self, lease_seconds: float) -> None:
+        self._lease = timedelta(seconds=lease_seconds)
+        self._held: set[uuid.UUID] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        running = asyncio.get_running_loop().create_task(work)
+    def hold(self, job_id: uuid.UUID) -> None:
+        """Keep a job's lease from its hand-over to a response, before the work starts."""
+        self._held.add(job_id)
+
+    def spawn(self, work: Work, previous_attempts: int = 0) -> None:
+        self._held.add(work.job_id)
+        running = asyncio.get_running_loop().create_task(self._run(work, previous_attempts))
         self._tasks.add(running)
         running.add_done_callback(self._tasks.discard)
 
+    async def start(self, work: Work) -> None:
+        """Start the job as its own task, so it runs outside the request's middleware stack.
+
+        Awaited by the response instead, it would hold the request open until the work ends:
+        request timings (the logging scenario's latency) would include the work.
+        """
+        self.spawn(work)
+
+    async def _run(self, work: Work, previous_attempts: int) -> None:
+        try:
+            await execute(work, previous_attempts)
+        finally:
+            self._held.discard(work.job_id)
+
+    async def renew_leases(self) -> None:
+        await get_job_store().renew(list(self._held))
+
+    async def take_over_abandoned(self) -> None:
+        """Run the jobs whose lease ran out: left by a crash, or cancelled by a shutdown."""
+        store = get_job_store()
+        cutoff = utcnow() - self._lease
+        found = await asyncio.to_thread(store.abandoned, cutoff)
+        found = [job for job in found if job.id not in self._held]
+        claims = await asyncio.gather(*(store.claim(job.id, cutoff) for job in found))
+        for job, attempts in zip(found, claims, strict=True):
+            if attempts is None:
+                continue  # another process was first
+            logger.info(
+                "taking over job left %s by a process that stopped",
+                job.status,
+                extra={"job_id": str(job.id)},
+            )
+            self.spawn(Work(job.kind, job.id, job.args, job.request_id), attempts)
+
     async def drain(self, grace: float) -> None:
-        """Let running jobs finish within `grace` seconds; the rest resume at next start-up."""
+        """Give running jobs `grace` seconds to finish; the rest keep their lease until it runs out."""
         if not self._tasks:
             return
         _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
@@ -59,50 +112,40 @@ class Runner:
             leftover.cancel()
         if pending:
             logger.warning(
-                "shutdown cancelled %d unfinished job(s); they resume at start-up",
+                "shutdown cancelled %d unfinished job(s); once their lease runs out, "
+                "another process or the next start-up takes them over",
                 len(pending),
             )
-
-
-runner = Runner()
-
-
-Job = tuple[str, uuid.UUID, dict[str, Any], str | None]  # name, id, arguments, request id
-
-
-async def start(job: Job) -> None:
-    """Start the job as its own task, so it runs outside the request's middleware stack.
-
-    Awaited by the response instead, it would hold the request open until the work ends:
-    request timings (the logging scenario's latency) would include the work.
-    """
-    runner.spawn(execute(*job))
 
 
 class BackgroundTaskQueue:
     """Writes the job row, then has this response's background tasks start the work."""
 
-    def __init__(self, background_tasks: BackgroundTasks) -> None:
+    def __init__(self, runner: Runner, background_tasks: BackgroundTasks) -> None:
+        self._runner = runner
         self._background_tasks = background_tasks
-        self._handed_over: list[Job] = []
+        self._handed_over: list[Work] = []
 
     async def enqueue(self, task: Task, /, **kwargs: Any) -> uuid.UUID:
         task.check_arguments(kwargs)
         request_id = request_id_var.get()
         job_id = await get_job_store().create(task.name, kwargs, request_id)
-        job = (task.name, job_id, kwargs, request_id)
-        self._handed_over.append(job)
-        self._background_tasks.add_task(start, job)
+        work = Work(task.name, job_id, kwargs, request_id)
+        self._runner.hold(job_id)
+        self._handed_over.append(work)
+        self._background_tasks.add_task(self._runner.start, work)
         return job_id
 
     def run_without_response(self) -> None:
         """Starlette drops a response's background tasks when the endpoint raises; run them anyway."""
-        for job in self._handed_over:
-            runner.spawn(execute(*job))
+        for work in self._handed_over:
+            self._runner.spawn(work)
 
 
-async def get_task_queue(background_tasks: BackgroundTasks) -> AsyncIterator[TaskQueue]:
-    queue = BackgroundTaskQueue(background_tasks)
+async def get_task_queue(
+    request: Request, background_tasks: BackgroundTasks
+) -> AsyncIterator[TaskQueue]:
+    queue = BackgroundTaskQueue(request.state.job_runner, background_tasks)
     try:
         yield queue
     except Exception:
@@ -118,19 +161,36 @@ async def check_backend() -> dict[str, str]:
     return {}  # the work runs in this process: healthy whenever the API answers
 
 
+async def every(seconds: float, action: Callable[[], Awaitable[None]]) -> None:
+    """Run `action` every `seconds` until cancelled; one that fails is tried again next time."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await action()
+        except Exception:
+            logger.exception("%s failed; trying again in %.1fs", action.__name__, seconds)
+
+
+async def stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task
+
+
 @asynccontextmanager
-async def backend_lifespan() -> AsyncIterator[None]:
-    """Resume jobs a crash left unfinished; at shutdown give running ones a grace period."""
-    started = utcnow()
-    leftovers = await asyncio.to_thread(get_job_store().unfinished_before, started)
-    for job in leftovers:
-        logger.info(
-            "resuming job left %s by a previous run",
-            job.status,
-            extra={"job_id": str(job.id)},
-        )
-        runner.spawn(execute(job.kind, job.id, job.args, job.request_id, job.attempts))
+async def backend_lifespan() -> AsyncIterator[dict[str, Runner]]:
+    """Take over jobs nobody holds, keep this process's leases, give running jobs a grace period."""
+    settings = get_settings()
+    runner = Runner(settings.job_lease_seconds)
+    await runner.take_over_abandoned()
+    # Renewed three times per lease, a lease outlives two renewals missed (a busy database).
+    # Sweeping as often takes over a crashed sibling's jobs without waiting for a restart.
+    beat = settings.job_lease_seconds / 3
+    renewing = asyncio.create_task(every(beat, runner.renew_leases))
+    sweeping = asyncio.create_task(every(beat, runner.take_over_abandoned))
     try:
-        yield
+        yield {"job_runner": runner}
     finally:
-        await runner.drain(get_settings().shutdown_grace_seconds)
+        await stop(sweeping)  # a process on its way out takes on no more work
+        await runner.drain(settings.shutdown_grace_seconds)
+        await stop(renewing)  # what drain cancelled keeps its lease until it runs out

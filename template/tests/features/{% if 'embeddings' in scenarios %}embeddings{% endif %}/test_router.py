@@ -373,6 +373,7 @@ def post_endless_body(client: TestClient, headers: dict[str, str], start: bytes)
         "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
         "client": ("127.0.0.1", 50000),
         "server": ("testserver", 80),
+        "state": client.app_state.copy(),  # what the lifespan yielded, as a server passes it
     }
     assert client.portal is not None
     client.portal.call(client.app, scope, receive, send)
