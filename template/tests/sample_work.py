@@ -76,13 +76,42 @@ async def sleep(seconds: float) -> float:
     return seconds
 
 
+@task("samples.block")
+def block(seconds: float) -> float:
+    """Sleeps in sync code."""
+    time.sleep(seconds)
+    return seconds
+
+
+@task("samples.stubborn")
+def stubborn(seconds: float) -> float:
+    """Blocks for `seconds`, swallowing whatever is raised meanwhile (a time limit too)."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            time.sleep(left)
+        except Exception:
+            logger.warning("stubborn ignores an exception and sleeps on")
+    return seconds
+
+
+@task("samples.fail_slowly")
+async def fail_slowly(seconds: float) -> None:
+    """Works for `seconds`, then fails with a transient error (so it is retried)."""
+    await asyncio.sleep(seconds)
+    raise ConnectionError("transient failure after a while")
+
+
 class Enqueued(BaseModel):
     job_id: uuid.UUID
     status_at_enqueue: str
 
 
 router = APIRouter(prefix="/samples")
-UNITS = {unit.name.removeprefix("samples."): unit for unit in (echo, flaky, permanent, sleep)}
+UNITS = {
+    unit.name.removeprefix("samples."): unit
+    for unit in (echo, flaky, permanent, sleep, block, stubborn, fail_slowly)
+}
 
 
 @router.post("/{name}", status_code=status.HTTP_202_ACCEPTED)

@@ -25,10 +25,15 @@ JOB_DURATION = Histogram(
 )
 
 
-def render_metrics() -> tuple[bytes, str]:
-    """The text exposition: this process alone, or every process sharing the multiprocess dir."""
+def metrics_registry() -> CollectorRegistry:
+    """This process's metrics, or those of every process sharing the multiprocess dir."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+        return registry
+    return REGISTRY
+
+
+def render_metrics() -> tuple[bytes, str]:
+    """The text exposition of `metrics_registry()`."""
+    return generate_latest(metrics_registry()), CONTENT_TYPE_LATEST

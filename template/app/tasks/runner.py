@@ -1,5 +1,6 @@
 """The shared job wrapper: runs one attempt of a unit of work and records it on the job row."""
 
+import asyncio
 import json
 import logging
 import time
@@ -11,7 +12,7 @@ from typing import Any, Literal
 from app.core.logging import log_context
 from app.core.metrics import JOB_DURATION, JOBS
 from app.jobs.service import get_job_store
-from app.tasks.interface import PermanentError, backoff_seconds, get_task
+from app.tasks.interface import PermanentError, Task, backoff_seconds, get_task
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ class Outcome:
 
     status: Literal["succeeded", "failed", "retry"]
     delay: float = 0.0
+    error: str | None = None  # why the attempt failed, when it did
 
 
 def describe(exc: BaseException) -> str:
@@ -35,7 +37,37 @@ async def fail(
     await get_job_store().fail(job_id, error)
     JOBS.labels(name, "failed").inc()
     logger.error("job failed: %s", error, exc_info=exc, extra={"kind": name})
-    return Outcome("failed")
+    return Outcome("failed", error=error)
+
+
+async def attempt_failed(
+    task: Task, job_id: uuid.UUID, attempt: int, error: str, exc: BaseException | None = None
+) -> Outcome:
+    """Retry after a backoff while attempts remain, unless the error is permanent; else fail."""
+    if isinstance(exc, PermanentError) or attempt >= task.attempts_allowed:
+        return await fail(task.name, job_id, error, exc)
+    delay = backoff_seconds(attempt)
+    await get_job_store().retry_later(job_id, error)
+    JOBS.labels(task.name, "retried").inc()
+    logger.warning(
+        "job attempt failed, retrying in %.2fs: %s",
+        delay,
+        error,
+        extra={"kind": task.name, "attempt": attempt},
+    )
+    return Outcome("retry", delay, error)
+
+
+async def record_interrupted(
+    name: str, job_id: uuid.UUID, request_id: str | None, error: str
+) -> Outcome:
+    """Record an attempt the backend stopped from outside (a time limit) as a failed attempt.
+
+    The row tells which attempt it was: the backend saw the work stop, not its outcome.
+    """
+    with log_context(request_id=request_id, job_id=str(job_id)):
+        job = await asyncio.to_thread(get_job_store().get, job_id)
+        return await attempt_failed(get_task(name), job_id, job.attempts if job else 1, error)
 
 
 async def run_attempt(
@@ -44,11 +76,15 @@ async def run_attempt(
     kwargs: dict[str, Any],
     request_id: str | None,
     attempt: int | None = None,
+    *,
+    sync_in_thread: bool = True,
 ) -> Outcome:
     """Run the unit of work once. Both backends call this; only how they wait differs.
 
     `attempt` is this attempt's number when the backend knows it for sure; otherwise the
     job row is asked (a message redelivered after its worker died looks like a first try).
+    `sync_in_thread=False` runs a sync unit on the caller's thread (`Task.run_here`): for an
+    event loop that serves this one job, where a time limit can then interrupt the work.
     """
     store = get_job_store()
     with log_context(request_id=request_id, job_id=str(job_id)):
@@ -64,22 +100,10 @@ async def run_attempt(
         logger.info("job started", extra={"kind": name, "attempt": attempt})
         started = time.perf_counter()
         try:
-            result = await task(**kwargs)
+            result = await (task(**kwargs) if sync_in_thread else task.run_here(**kwargs))
         except Exception as exc:
             JOB_DURATION.labels(name).observe(time.perf_counter() - started)
-            error = describe(exc)
-            if isinstance(exc, PermanentError) or attempt >= task.attempts_allowed:
-                return await fail(name, job_id, error, exc)
-            delay = backoff_seconds(attempt)
-            await store.retry_later(job_id, error)
-            JOBS.labels(name, "retried").inc()
-            logger.warning(
-                "job attempt failed, retrying in %.2fs: %s",
-                delay,
-                error,
-                extra={"kind": name, "attempt": attempt},
-            )
-            return Outcome("retry", delay)
+            return await attempt_failed(task, job_id, attempt, describe(exc), exc)
         JOB_DURATION.labels(name).observe(time.perf_counter() - started)
         try:
             json.dumps(result)
