@@ -3,12 +3,13 @@
 import importlib
 import importlib.util
 import pkgutil
+import re
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Literal, TypeVar, get_type_hints
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 S = TypeVar("S", bound=BaseSettings)
 # Every cached settings getter of the service; `check_settings` loads them all at start-up.
@@ -60,11 +61,16 @@ def check_settings() -> None:
     as a 500 on every request, or a failed job, long after the service said it started.
     """
     for getter in registered_getters():
+        settings = get_type_hints(getter)["return"]
         try:
             getter()
         except ValidationError as exc:
-            message = describe_settings_error(exc, get_type_hints(getter)["return"])
-            raise SystemExit(message) from None
+            raise SystemExit(describe_settings_error(exc, settings)) from None
+        except SettingsError as exc:  # a value that is not even JSON, for a list or dict
+            field = re.search(r'field "(\w+)"', str(exc))
+            name = variable_name(settings, field[1]) if field else settings.__name__
+            reason = f"expected JSON ({exc.__cause__})" if exc.__cause__ else str(exc)
+            raise SystemExit(f"invalid configuration: {name}: {reason}") from None
 
 
 def registered_getters() -> list[Callable[[], BaseSettings]]:

@@ -66,7 +66,7 @@ class Task:
     def check_arguments(self, kwargs: JsonArgs) -> None:
         """Refuse, at enqueue time, arguments the function cannot take or JSON cannot carry."""
         self.signature.bind(**kwargs)
-        json.dumps(kwargs)
+        json.dumps(kwargs, allow_nan=False)  # NaN is not JSON: PostgreSQL refuses the row
 
 
 _registry: dict[str, Task] = {}

@@ -106,8 +106,8 @@ async def run_attempt(
             return await attempt_failed(task, job_id, attempt, describe(exc), exc)
         JOB_DURATION.labels(name).observe(time.perf_counter() - started)
         try:
-            json.dumps(result)
-        except TypeError as exc:
+            json.dumps(result, allow_nan=False)
+        except (TypeError, ValueError) as exc:
             return await fail(name, job_id, f"the result is not JSON-serialisable: {exc}")
         await store.succeed(job_id, result)
         JOBS.labels(name, "succeeded").inc()
