@@ -135,8 +135,8 @@ def release_new_template_version(repo: Path) -> None:
     a change in a scenario's file (the welcome email, which the user has edited too)."""
     edit(
         repo / "template/app/core/config.py",
-        "    shutdown_grace_seconds: float = Field(default=10.0, ge=0)\n",
-        "    shutdown_grace_seconds: float = Field(default=10.0, ge=0)\n"
+        "    job_lease_seconds: float = Field(default=30.0, gt=0)\n",
+        "    job_lease_seconds: float = Field(default=30.0, gt=0)\n"
         "    request_timeout_seconds: float = Field(default=30.0, gt=0)\n",
     )
     edit(
@@ -170,7 +170,7 @@ def release_renamed_setting_and_moved_module(repo: Path) -> None:
     REQUEST_TIMEOUT_SECONDS renamed REQUEST_DEADLINE_SECONDS (the old name still read), and
     app/core/memory.py moved to app/core/startup.py."""
     config = repo / "template/app/core/config.py"
-    edit(config, "import pkgutil\n", "import pkgutil\nimport warnings\n")
+    edit(config, "import re\n", "import re\nimport warnings\n")
     edit(config, "from typing import Literal, ", "from typing import Literal, Self, ")
     edit(
         config,
