@@ -21,14 +21,14 @@ def utcnow() -> datetime:
 
 
 class UtcDateTime(TypeDecorator[datetime]):
-    """A timestamp that comes back timezone-aware UTC, also from SQLite (which drops the zone)."""
+    """A timestamp that comes back timezone-aware UTC, also from SQLite (which drops the zone).
+
+    Store UTC (`utcnow()`): SQLite keeps the clock fields as given. No conversion on the way
+    in, on purpose: every job write carries timestamps, and a bind hook costs each of them.
+    """
 
     impl = DateTime(timezone=True)
     cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, _dialect: Dialect) -> datetime | None:
-        # SQLite stores the clock fields as given: bring every zone to UTC first.
-        return value.astimezone(UTC) if value is not None and value.tzinfo else value
 
     def process_result_value(self, value: datetime | None, _dialect: Dialect) -> datetime | None:
         if value is None:
