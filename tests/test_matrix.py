@@ -91,7 +91,7 @@ def check_slug_cannot_shadow_an_installed_package(project: Path) -> None:
     assert not missing, f"add to dependency_names in copier.yml: {', '.join(sorted(missing))}"
 
 
-# Files a test run never reads: combinations that differ only in them run the same tests.
+# Files neither ruff nor a test run reads: combinations that differ only in them are checked once.
 NOT_READ_BY_TESTS = {
     "Dockerfile",
     ".dockerignore",
@@ -132,14 +132,14 @@ def test_combination_renders_lints_and_passes_its_tests(
 
     check_no_jinja_left(project)
     check_config_files(project, combo)
-    sync_project(project)
-    check_slug_cannot_shadow_an_installed_package(project)
-    project_tool(project, "ruff", "check", ".")
-    project_tool(project, "ruff", "format", "--check", ".")
-    # Docker and CI files change nothing the tests read: an identical tree already passed
-    # its tests in this run (e.g. the same answers without Docker) needn't run them again.
+    # Docker and CI files change nothing ruff or the tests read: an identical tree already
+    # linted and passed in this run (the same answers without Docker) needn't be again.
     marker = passed_trees / fingerprint
     if not marker.exists():
+        sync_project(project)
+        check_slug_cannot_shadow_an_installed_package(project)
+        project_tool(project, "ruff", "check", ".")
+        project_tool(project, "ruff", "format", "--check", ".")
         project_tool(project, "pytest", "-q", "-p", "no:cacheprovider")
         marker.write_text(combo.id)
 
