@@ -332,7 +332,7 @@ def make_user_edits(project: Path) -> None:
     # `uv add` appends at the end of each list, where no scenario's lines are.
     uv_add = [tool("uv"), "add", "--frozen", "--quiet"]
     run([*uv_add, "python-dateutil>=2.9"], project, project_env(project))
-    run([*uv_add, "--dev", "pytest-xdist>=3.6"], project, project_env(project))
+    run([*uv_add, "--dev", "pytest-timeout>=2.3"], project, project_env(project))
     env_example = project / ".env.example"
     header, rest = env_example.read_text().split("\n", 1)
     env_example.write_text(f"{header}\n{USER_ENV}{rest}")
@@ -353,7 +353,7 @@ def assert_user_edits_survived(project: Path) -> None:
         assert USER_WELCOME in (project / "app/features/email/templates/welcome.txt").read_text()
     pyproject = (project / "pyproject.toml").read_text()
     assert '    "prometheus-client>=0.20",\n    "python-dateutil>=2.9",\n]' in pyproject
-    assert '    "psycopg[binary]>=3.2",\n    "pytest-xdist>=3.6",\n]' in pyproject
+    assert '    "psycopg[binary]>=3.2",\n    "pytest-timeout>=2.3",\n]' in pyproject
     assert USER_ENV in (project / ".env.example").read_text()
     assert (project / "README.md").read_text().endswith(USER_DOCS)
 

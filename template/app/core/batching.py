@@ -28,11 +28,11 @@ class BatchingThread(Generic[Item]):
         # Process each batch on the thread that handed it over, instead: for a process with
         # nothing else to do meanwhile (a Celery worker child), the hand-off is pure cost.
         self.inline = False
-        self._queue: queue.SimpleQueue[tuple[list[Item], Future[Outcomes]] | None] = (
-            queue.SimpleQueue()
-        )
+        # The running thread and the queue only it reads. A thread started after close()
+        # gets a queue of its own: sharing one, a new thread could take the old one's stop
+        # sign, leaving the old one waiting forever and the new one gone with items queued.
+        self._worker: tuple[threading.Thread, Requests[Item]] | None = None
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
         self._waiting: dict[asyncio.AbstractEventLoop, list[Waiting[Item]]] = {}
 
     def process(self, items: list[Item]) -> Outcomes:
@@ -60,9 +60,10 @@ class BatchingThread(Generic[Item]):
     def close(self, timeout: float = 10.0) -> None:
         """Process what is queued, then stop the thread."""
         with self._lock:
-            thread, self._thread = self._thread, None
-        if thread is not None:
-            self._queue.put(None)
+            worker, self._worker = self._worker, None
+        if worker is not None:
+            thread, requests = worker
+            requests.put(None)
             thread.join(timeout)
 
     def _add(
@@ -91,25 +92,28 @@ class BatchingThread(Generic[Item]):
 
     def _submit(self, items: list[Item]) -> Future[Outcomes]:
         done: Future[Outcomes] = Future()
-        if self._thread is None:
-            with self._lock:
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
-                    self._thread.start()
-        self._queue.put((items, done))
+        with self._lock:  # so close() cannot stop the thread between these two lines
+            if self._worker is None:
+                requests: Requests[Item] = queue.SimpleQueue()
+                thread = threading.Thread(
+                    target=self._loop, args=(requests,), name=self._name, daemon=True
+                )
+                thread.start()
+                self._worker = thread, requests
+            self._worker[1].put((items, done))
         return done
 
-    def _loop(self) -> None:
+    def _loop(self, requests_queue: "Requests[Item]") -> None:
         stop = False
         while not stop:
-            request = self._queue.get()
+            request = requests_queue.get()
             if request is None:
                 return
             requests = [request]
             size = len(request[0])
             while size < self._max_batch:  # take whatever else is already waiting
                 try:
-                    request = self._queue.get_nowait()
+                    request = requests_queue.get_nowait()
                 except queue.Empty:
                     break
                 if request is None:
@@ -124,6 +128,8 @@ class BatchingThread(Generic[Item]):
 
 
 Waiting = tuple[Item, "asyncio.Future[Any] | None"]
+# A batch and the future of its outcomes, or None: the thread's stop sign.
+Requests = queue.SimpleQueue[tuple[list[Item], Future[Outcomes]] | None]
 
 
 def _settle(waiting: list[Waiting[Any]], outcomes: Outcomes) -> None:
