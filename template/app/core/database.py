@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import Depends
 from sqlalchemy import DateTime, Dialect, Engine, TypeDecorator, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from app.core.config import get_settings
@@ -90,7 +91,18 @@ SessionDep = Annotated[Session, Depends(get_session)]
 
 def init_db() -> None:
     """Create missing tables for every model imported so far."""
-    Base.metadata.create_all(get_engine())
+    # Processes starting together on an empty database (the API and a worker, replicas)
+    # race to create the same tables: the loser's CREATE fails ("already exists", or a
+    # unique violation in PostgreSQL's catalog), and looking again skips what the winner
+    # made. Each failure means one more table made, so tries are bounded by their number.
+    tries = len(Base.metadata.tables) + 1
+    for attempt in range(1, tries + 1):
+        try:
+            Base.metadata.create_all(get_engine())
+            return
+        except DBAPIError:
+            if attempt == tries:
+                raise
 
 
 def check_database() -> bool:
