@@ -53,7 +53,7 @@ def test_benchmark_runs_and_loses_no_job(richest_project) -> None:
     if backend == "celery":
         require_redis()
 
-    output = project_tool(project, "python", "-m", "app.bench", "--smoke")
+    output = project_tool(project, "python", "-m", "bench", "--smoke")
 
     result = json.loads(output.strip().splitlines()[-1])  # the last line is one JSON object
     assert result["backend"] == backend

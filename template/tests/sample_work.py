@@ -6,12 +6,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, get_args
 
 from fastapi import APIRouter, FastAPI, HTTPException, status
+from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from app.core.logging import job_id_var
+from app.jobs.schemas import JobRead
 from app.jobs.service import get_job_store
 from app.main import create_app
 from app.tasks import PermanentError, QueueUnavailable, Task, TaskQueueDep, task
@@ -27,9 +29,11 @@ class QueueDown:
 
 
 @contextmanager
-def queue_down(app: FastAPI) -> Iterator[None]:
-    """Inside, every enqueue of `app`'s endpoints fails as with a dead broker (a 503)."""
-    get_task_queue = TaskQueueDep.__metadata__[0].dependency
+def queue_down(client: TestClient) -> Iterator[None]:
+    """Inside, every enqueue of the client's app fails as with a dead broker (a 503)."""
+    app = client.app
+    assert isinstance(app, FastAPI)
+    get_task_queue = get_args(TaskQueueDep)[1].dependency  # Annotated[TaskQueue, Depends(...)]
     app.dependency_overrides[get_task_queue] = QueueDown
     try:
         yield
@@ -37,15 +41,15 @@ def queue_down(app: FastAPI) -> Iterator[None]:
         del app.dependency_overrides[get_task_queue]
 
 
-def current_job() -> Any:
+def current_job() -> JobRead:
     """This job's row once it says `running` (the mark may still be on its way when work starts)."""
-    for _ in range(400):
+    deadline = time.monotonic() + 2
+    while True:
         job = get_job_store().get(uuid.UUID(job_id_var.get()))
         assert job is not None
-        if job.status != "queued":
+        if job.status != "queued" or time.monotonic() > deadline:
             return job
         time.sleep(0.005)
-    return job
 
 
 @task("samples.echo")

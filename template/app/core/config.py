@@ -11,12 +11,13 @@ from typing import Literal, TypeVar, get_type_hints
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
-S = TypeVar("S", bound=BaseSettings)
+# A settings getter, typed as what it is (an `lru_cache` wrapper keeps its `cache_clear`).
+G = TypeVar("G", bound=Callable[[], BaseSettings])
 # Every cached settings getter of the service; `check_settings` loads them all at start-up.
 _GETTERS: list[Callable[[], BaseSettings]] = []
 
 
-def settings_getter(getter: Callable[[], S]) -> Callable[[], S]:
+def settings_getter(getter: G) -> G:
     """Register a cached settings getter, so start-up checks its variables."""
     _GETTERS.append(getter)
     return getter

@@ -10,7 +10,7 @@ def freeze_start_up_objects() -> None:
 
     Modules, routes and table metadata live as long as the process. Left in the collector's
     generations, every full collection walks them all, and each request in flight waits out
-    that pause (measured under load with `python -m app.bench`: enqueue p99 81 ms before,
+    that pause (measured under load with `python -m bench`: enqueue p99 81 ms before,
     11-15 ms after).
     """
     gc.freeze()

@@ -21,7 +21,7 @@ _SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 def incoming_request_id(scope: Scope) -> str:
     for name, value in scope.get("headers", []):
         if name == b"x-request-id":
-            candidate = value.decode("latin-1")
+            candidate: str = value.decode("latin-1")
             if _SANE_ID.fullmatch(candidate):
                 return candidate
             break

@@ -5,16 +5,16 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy import Table, bindparam, insert, or_, select, update
 
 from app.core.database import get_engine, get_sessionmaker, utcnow
 from app.core.writer import GroupCommitWriter
 from app.jobs.models import UNFINISHED, Job, JobStatus
 from app.jobs.schemas import JobRead
 
-_jobs = Job.__table__
+_jobs = cast(Table, Job.__table__)  # declared as a FromClause; a mapped class's is a Table
 MAX_ERROR_LENGTH = 4000
 
 # Built once: the writer runs writes that share a statement as one executemany; each
@@ -134,7 +134,8 @@ class JobStore:
         None when the job finished, or another process renewed or claimed it first.
         """
         params = {"job_id": job_id, "cutoff": cutoff, "now": utcnow()}
-        return await self.writer.write(_CLAIM, params, scalar=True, key=job_id)
+        attempts: int | None = await self.writer.write(_CLAIM, params, scalar=True, key=job_id)
+        return attempts
 
     def abandoned(self, cutoff: datetime) -> list[Job]:
         """Jobs still `queued`/`running` whose lease ran out before `cutoff`: nobody holds them."""

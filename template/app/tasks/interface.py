@@ -97,7 +97,7 @@ def backoff_seconds(attempt: int) -> float:
     settings = get_settings()
     ceiling = min(
         settings.job_retry_max_seconds,
-        settings.job_retry_base_seconds * 2 ** (attempt - 1),
+        settings.job_retry_base_seconds * 2.0 ** (attempt - 1),
     )
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 

@@ -33,10 +33,12 @@ DOUBLE = update(rows).where(rows.c.id == bindparam("row")).values(n=rows.c.n * 2
 ZERO_ALL = update(rows).values(n=0)
 
 
+# The writer under test, its engine, and one entry per commit the engine made.
+Harness = tuple[GroupCommitWriter, Engine, list[int]]
+
+
 @pytest.fixture(params=[False, True], ids=["writer-thread", "inline"])
-def writer(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[tuple[GroupCommitWriter, Engine, list[int]]]:
+def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
     engine = create_db_engine(f"sqlite:///{tmp_path / 'w.db'}")
     metadata.create_all(engine)
     commits: list[int] = []
@@ -53,8 +55,8 @@ def count(engine: Engine) -> int:
         return conn.scalar(select(func.count()).select_from(rows)) or 0
 
 
-def test_concurrent_writes_commit_in_far_fewer_transactions(writer) -> None:
-    writer, engine, commits = writer
+def test_concurrent_writes_commit_in_far_fewer_transactions(harness: Harness) -> None:
+    writer, engine, commits = harness
 
     async def write_many() -> None:
         await asyncio.gather(*(writer.write(INSERT, {"id": i, "n": i}) for i in range(500)))
@@ -65,13 +67,14 @@ def test_concurrent_writes_commit_in_far_fewer_transactions(writer) -> None:
     assert len(commits) < 100
 
 
-def test_a_failing_write_does_not_fail_its_batch_neighbours(writer) -> None:
-    writer, engine, _ = writer
+def test_a_failing_write_does_not_fail_its_batch_neighbours(harness: Harness) -> None:
+    writer, engine, _ = harness
     writer.write_sync(INSERT, {"id": 1, "n": 1})
 
     async def write_together() -> list[object]:
         writes = [writer.write(INSERT, {"id": i, "n": i}) for i in (2, 1, 3)]
-        return await asyncio.gather(*writes, return_exceptions=True)
+        outcomes: list[object] = await asyncio.gather(*writes, return_exceptions=True)
+        return outcomes
 
     outcomes = asyncio.run(write_together())
 
@@ -82,16 +85,16 @@ def test_a_failing_write_does_not_fail_its_batch_neighbours(writer) -> None:
         assert sorted(conn.scalars(select(rows.c.id))) == [1, 2, 3]
 
 
-def test_scalar_writes_return_what_the_statement_returned(writer) -> None:
-    writer, _, _ = writer
+def test_scalar_writes_return_what_the_statement_returned(harness: Harness) -> None:
+    writer, _, _ = harness
 
     value = writer.write_sync(INSERT.returning(rows.c.n), {"id": 7, "n": 42}, scalar=True)
 
     assert value == 42
 
 
-def test_writes_from_threads_and_event_loops_all_commit(writer) -> None:
-    writer, engine, _ = writer
+def test_writes_from_threads_and_event_loops_all_commit(harness: Harness) -> None:
+    writer, engine, _ = harness
 
     async def from_a_loop(start: int) -> None:
         await asyncio.gather(
@@ -110,8 +113,10 @@ def values(engine: Engine) -> dict[int, int]:
         return dict(conn.execute(select(rows.c.id, rows.c.n)).all())
 
 
-def test_interleaved_writes_to_many_rows_run_as_one_execution_per_statement(writer) -> None:
-    writer, engine, _ = writer
+def test_interleaved_writes_to_many_rows_run_as_one_execution_per_statement(
+    harness: Harness,
+) -> None:
+    writer, engine, _ = harness
     executions: list[str] = []
     event.listen(engine, "before_cursor_execute", lambda *args: executions.append(args[2]))
 
@@ -130,8 +135,8 @@ def test_interleaved_writes_to_many_rows_run_as_one_execution_per_statement(writ
     assert values(engine) == {i: (i + 1) * 2 for i in range(1, 51)}
 
 
-def test_a_write_without_a_key_keeps_its_place_between_the_others(writer) -> None:
-    writer, engine, _ = writer
+def test_a_write_without_a_key_keeps_its_place_between_the_others(harness: Harness) -> None:
+    writer, engine, _ = harness
     writer.write_sync(INSERT, {"id": 1, "n": 1})
     writer.write_sync(INSERT, {"id": 2, "n": 2})
 

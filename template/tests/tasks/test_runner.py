@@ -21,7 +21,8 @@ Wait = Callable[..., dict[str, Any]]
 def enqueue(client: TestClient, name: str, **kwargs: Any) -> dict[str, Any]:
     response = client.post(f"/samples/{name}", json=kwargs)
     assert response.status_code == 202, response.text
-    return response.json()
+    accepted: dict[str, Any] = response.json()
+    return accepted
 
 
 def test_job_goes_queued_running_succeeded(client: TestClient, wait_for_job: Wait) -> None:

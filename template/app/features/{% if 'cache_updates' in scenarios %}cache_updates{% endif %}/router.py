@@ -30,13 +30,14 @@ router = APIRouter(prefix="/items", tags=["items"], lifespan=lifespan)
 
 
 def get_cache(request: Request) -> Cache:
-    return request.state.items_cache
+    cache: Cache = request.state.items_cache
+    return cache
 
 
 CacheDep = Annotated[Cache, Depends(get_cache)]
 # Ids are 32-bit on PostgreSQL: a larger one is a client mistake (422), not a database error.
 ItemId = Annotated[int, Path(ge=1, le=2**31 - 1)]
-NOT_FOUND = {404: {"description": "Unknown item"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Unknown item"}}
 CACHE_HEADER = "X-Cache"
 
 

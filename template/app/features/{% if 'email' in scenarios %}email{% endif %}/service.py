@@ -6,12 +6,12 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiosmtplib
 from email_validator import validate_email
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from sqlalchemy import delete, update
+from sqlalchemy import CursorResult, delete, update
 from sqlalchemy.exc import IntegrityError
 
 from app.core.database import get_sessionmaker, session_scope, utcnow
@@ -88,14 +88,18 @@ def claim_welcome_email(user_id: int) -> bool:
     One conditional UPDATE, so of two runs racing for the same user only one may send.
     """
     with session_scope() as session:
-        claimed = session.execute(
-            update(User)
-            .where(
-                User.id == user_id,
-                User.welcome_email_sending_at.is_(None),
-                User.welcome_email_sent_at.is_(None),
-            )
-            .values(welcome_email_sending_at=utcnow())
+        # An UPDATE's result is a CursorResult (it has a rowcount); `execute` says Result.
+        claimed = cast(
+            CursorResult[Any],
+            session.execute(
+                update(User)
+                .where(
+                    User.id == user_id,
+                    User.welcome_email_sending_at.is_(None),
+                    User.welcome_email_sent_at.is_(None),
+                )
+                .values(welcome_email_sending_at=utcnow())
+            ),
         )
         return claimed.rowcount == 1
 

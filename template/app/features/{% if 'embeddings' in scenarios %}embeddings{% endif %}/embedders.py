@@ -224,7 +224,7 @@ class OpenAIEmbedder:
         """The server's Retry-After when it gives seconds, else exponential backoff with jitter."""
         if retry_after is not None:
             return min(retry_after, MAX_RETRY_AFTER_SECONDS)
-        step = self.settings.retry_base_seconds * 2 ** (attempt - 1)
+        step = self.settings.retry_base_seconds * 2.0 ** (attempt - 1)
         return step / 2 + random.uniform(0, step / 2)
 
     def _json(self, response: httpx.Response) -> Any:

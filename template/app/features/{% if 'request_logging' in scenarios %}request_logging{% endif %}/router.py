@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
 
-from app.core.database import SessionDep
+from app.core.database import SessionDep, utcnow
 from app.core.logging import request_id_var
 from app.core.validation import StorableStr
 from app.features.request_logging.schemas import (
@@ -26,7 +26,6 @@ from app.features.request_logging.service import (
     list_requests,
     recorder_lifespan,
     request_stats,
-    utcnow,
 )
 from app.features.request_logging.tasks import save_message
 from app.tasks import TaskQueueDep

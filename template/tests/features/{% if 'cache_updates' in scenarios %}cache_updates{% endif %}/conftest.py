@@ -57,6 +57,7 @@ def create_item(client: TestClient) -> Callable[..., dict[str, Any]]:
     def create(name: str = "Desk lamp", price: float = 24.5) -> dict[str, Any]:
         response = client.post("/items", json={"name": name, "price": price})
         assert response.status_code == 201, response.text
-        return response.json()
+        item: dict[str, Any] = response.json()
+        return item
 
     return create

@@ -120,7 +120,7 @@ def test_concurrent_cold_reads_of_stats_compute_the_aggregate_once(
 
 
 def test_an_item_refused_for_want_of_a_queue_is_not_created(client: TestClient) -> None:
-    with queue_down(client.app):
+    with queue_down(client):
         refused = client.post("/items", json={"name": "Desk lamp", "price": 24.5})
 
     assert refused.status_code == 503
@@ -135,7 +135,7 @@ def test_a_put_whose_refresh_cannot_be_queued_drops_the_stale_entries(
     client.get(f"/items/{item['id']}")  # both cached, at the price about to change
     client.get("/items/stats")
 
-    with queue_down(client.app):
+    with queue_down(client):
         refused = client.put(f"/items/{item['id']}", json={"name": "Lamp", "price": 40})
     read = client.get(f"/items/{item['id']}")
     stats = client.get("/items/stats")

@@ -9,7 +9,7 @@ from app.core.database import init_db
 from app.features.cache_updates import service
 from app.features.cache_updates.cache import RedisCache
 from app.features.cache_updates.config import get_cache_settings
-from app.features.cache_updates.schemas import ItemIn
+from app.features.cache_updates.schemas import ItemIn, ItemRead, ItemStats
 
 
 def unreachable_redis() -> RedisCache:
@@ -22,7 +22,7 @@ def test_reads_fall_back_to_the_database_when_the_cache_is_down() -> None:
     init_db()
     item = service.create_item(ItemIn(name="Lamp", price=5))
 
-    async def read() -> tuple[object, object]:
+    async def read() -> tuple[tuple[ItemRead | None, bool], tuple[ItemStats, bool]]:
         cache = unreachable_redis()
         return await service.read_item(cache, item.id), await service.read_stats(cache)
 

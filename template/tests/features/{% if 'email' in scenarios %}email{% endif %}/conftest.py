@@ -23,7 +23,8 @@ def free_port() -> int:
     """A port nothing listens on (aiosmtpd's `Controller(port=0)` cannot report its port)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,8 @@ class Delivery:
     def part(self, content_type: str) -> str:
         body = self.message.get_body(preferencelist=(content_type.split("/")[1],))
         assert body is not None and body.get_content_type() == content_type
-        return body.get_content()
+        content: str = body.get_content()
+        return content
 
 
 async def hang_up(server: Any) -> str:

@@ -58,7 +58,7 @@ def test_registered_user_reads_back_with_the_welcome_email_marked_sent(
 def test_registration_refused_for_want_of_a_queue_can_be_retried(
     client: TestClient, smtp_server: SmtpServer, wait_for_job: Wait
 ) -> None:
-    with queue_down(client.app):
+    with queue_down(client):
         refused = client.post("/users", json=ADA)
     retried = client.post("/users", json=ADA)  # as the 503's Retry-After invites
 

@@ -2,11 +2,12 @@
 
 import asyncio
 from email.message import EmailMessage
+from typing import Any
 
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from app.core.database import init_db
+from app.core.database import init_db, utcnow
 from app.features.email import service
 from app.features.email.config import EmailSettings
 from app.features.email.models import User
@@ -20,7 +21,7 @@ def tables() -> None:
 
 
 def a_user(name: str = "Ada Lovelace", user_id: int = 7) -> User:
-    return User(id=user_id, email="ada@example.com", name=name, created_at=service.utcnow())
+    return User(id=user_id, email="ada@example.com", name=name, created_at=utcnow())
 
 
 def test_the_unique_constraint_refuses_a_second_user_with_the_same_email(tables: None) -> None:
@@ -69,7 +70,7 @@ def test_message_id_is_stable_for_a_user_so_a_resend_is_recognisable() -> None:
     assert first["Message-ID"].endswith("@corp.example>")
 
 
-def settings_for(server: SmtpServer, **overrides: object) -> EmailSettings:
+def settings_for(server: SmtpServer, **overrides: Any) -> EmailSettings:
     return EmailSettings(host="127.0.0.1", port=server.port, timeout_seconds=5, **overrides)
 
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
@@ -24,7 +24,8 @@ ADA = {"email": "ada@example.com", "name": "Ada Lovelace"}
 def register(client: TestClient, **fields: str) -> dict[str, Any]:
     response = client.post("/users", json={**ADA, **fields})
     assert response.status_code == 201, response.text
-    return response.json()
+    user: dict[str, Any] = response.json()
+    return user
 
 
 def counter(name: str, **labels: str) -> float:
@@ -95,7 +96,7 @@ def test_a_5xx_reply_fails_the_job_at_once_with_the_server_reply(
 
 
 def slowest_health_check_until_done(
-    client: TestClient, pending: "Future[httpx.Response]", wait_for_job: Wait
+    client: TestClient, pending: "Future[httpx2.Response]", wait_for_job: Wait
 ) -> tuple[float, dict[str, Any]]:
     """Probe `GET /health` until the registration answered and its job finished."""
     slowest = 0.0

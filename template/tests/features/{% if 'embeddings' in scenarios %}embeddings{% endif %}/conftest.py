@@ -58,7 +58,8 @@ def upload(client: TestClient) -> Callable[..., dict[str, Any]]:
     def post(text: str, title: str = "doc") -> dict[str, Any]:
         response = client.post("/documents", json={"title": title, "text": text})
         assert response.status_code == 202, response.text
-        return response.json()
+        accepted: dict[str, Any] = response.json()
+        return accepted
 
     return post
 

@@ -44,7 +44,7 @@ QUERIES = {
 
 def ready(client: TestClient, wait_for_job: Wait, accepted: dict[str, Any]) -> dict[str, Any]:
     assert wait_for_job(accepted["job_id"])["status"] == "succeeded"
-    document = client.get(f"/documents/{accepted['id']}").json()
+    document: dict[str, Any] = client.get(f"/documents/{accepted['id']}").json()
     assert document["status"] == "ready"
     return document
 
@@ -52,7 +52,8 @@ def ready(client: TestClient, wait_for_job: Wait, accepted: dict[str, Any]) -> d
 def search(client: TestClient, query: str, limit: int = 5) -> list[dict[str, Any]]:
     response = client.post("/documents/search", json={"query": query, "limit": limit})
     assert response.status_code == 200, response.text
-    return response.json()["results"]
+    results: list[dict[str, Any]] = response.json()["results"]
+    return results
 
 
 def test_json_document_becomes_ready_with_the_expected_chunk_count(
@@ -377,8 +378,9 @@ def post_endless_body(client: TestClient, headers: dict[str, str], start: bytes)
     }
     assert client.portal is not None
     client.portal.call(client.app, scope, receive, send)
-    start = next(message for message in sent if message["type"] == "http.response.start")
-    return start["status"], pulled
+    answer = next(message for message in sent if message["type"] == "http.response.start")
+    status: int = answer["status"]
+    return status, pulled
 
 
 JSON_START = b'{"title": "endless", "text": "'

@@ -128,7 +128,7 @@ def set_content(document_id: uuid.UUID, **values: object) -> None:
 def stored_chunks(document_id: uuid.UUID) -> list[tuple[int, str]]:
     with session_scope() as session:
         return [
-            tuple(row)
+            (row.chunk_index, row.text)
             for row in session.execute(
                 select(Chunk.chunk_index, Chunk.text)
                 .where(Chunk.document_id == document_id)

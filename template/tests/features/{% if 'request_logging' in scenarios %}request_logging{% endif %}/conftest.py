@@ -41,7 +41,8 @@ def wait_for_records() -> Callable[..., list[dict[str, Any]]]:
         while True:
             page = client.get("/logs/requests", params={**filters, "limit": 500}).json()
             if page["total"] >= count:
-                return page["items"]
+                records: list[dict[str, Any]] = page["items"]
+                return records
             if time.monotonic() > deadline:
                 raise AssertionError(
                     f"{page['total']} of {count} records {filters} after {timeout}s"

@@ -17,8 +17,11 @@ WaitForRecords = Callable[..., list[dict[str, Any]]]
 
 def count_records(path: str) -> int:
     with session_scope() as session:
-        return session.scalar(
-            select(func.count()).select_from(RequestRecord).where(RequestRecord.path == path)
+        return (
+            session.scalar(
+                select(func.count()).select_from(RequestRecord).where(RequestRecord.path == path)
+            )
+            or 0
         )
 
 

@@ -18,13 +18,14 @@ InsertRecords = Callable[[list[dict[str, Any]]], None]
 def post_message(client: TestClient, conversation: str, **body: Any) -> dict[str, Any]:
     response = client.post(f"/conversations/{conversation}/messages", json=body)
     assert response.status_code == 202, response.text
-    return response.json()
+    accepted: dict[str, Any] = response.json()
+    return accepted
 
 
 def test_messages_come_back_in_the_order_they_were_sent(
     client: TestClient, wait_for_job: WaitForJob
 ) -> None:
-    sent = [
+    sent: list[dict[str, Any]] = [
         {"role": "system", "content": "You are terse."},
         {"role": "user", "content": "Weather in Paris?"},
         {"role": "assistant", "content": "Calling a tool.", "metadata": {"tool": "weather"}},
@@ -235,7 +236,7 @@ def test_stats_give_exact_nearest_rank_percentiles_per_route(
     now = datetime.now(UTC)
     slow = [float(ms) for ms in range(1, 101)]  # 1..100 ms: p50 50, p95 95, p99 99
     random.shuffle(slow)
-    records = [
+    records: list[dict[str, Any]] = [
         {"route": "/slow/{id}", "latency_ms": ms, "status": 500 if ms <= 5 else 200} for ms in slow
     ]
     records += [

@@ -1,4 +1,4 @@
-"""`python -m app.bench`: what durable background work costs a request, and how fast jobs finish.
+"""`python -m bench`: what durable background work costs a request, and how fast jobs finish.
 
 Starts the service (and, on Celery, a worker) on loopback with a throwaway database, drives a
 bare endpoint and the real enqueue path from a separate load-generating process, waits for
@@ -30,7 +30,8 @@ CAN_READ_CPU = Path("/proc/self/task").is_dir()  # Linux; elsewhere the CPU colu
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -100,14 +101,15 @@ def load(url: str, concurrency: int, duration: float, method: str = "POST") -> d
     """Drive `url` from a separate process, so client and server don't share a core's loop."""
     out = subprocess.run(
         [
-            *(PYTHON, "-m", "app.bench.loadgen", url, "--method", method),
+            *(PYTHON, "-m", "bench.loadgen", url, "--method", method),
             *("--concurrency", str(concurrency), "--duration", str(duration)),
         ],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    return json.loads(out)
+    stats: dict[str, Any] = json.loads(out)
+    return stats
 
 
 def wait_for_jobs(database_url: str, submitted: int, timeout: float) -> dict[str, Any]:
@@ -122,6 +124,7 @@ def wait_for_jobs(database_url: str, submitted: int, timeout: float) -> dict[str
             break
         time.sleep(0.1)
     with engine.connect() as conn:
+        # Both None when no job succeeded.
         first, last = conn.execute(
             select(func.min(Job.created_at), func.max(Job.updated_at)).where(
                 Job.kind == "bench.noop", Job.status == JobStatus.SUCCEEDED
@@ -129,7 +132,7 @@ def wait_for_jobs(database_url: str, submitted: int, timeout: float) -> dict[str
         ).one()
     engine.dispose()
     succeeded = counts.get(JobStatus.SUCCEEDED, 0)
-    span = (last - first).total_seconds() if first and last else 0.0
+    span = 0.0 if first is None or last is None else (last - first).total_seconds()
     return {
         "succeeded": succeeded,
         "failed": counts.get(JobStatus.FAILED, 0),
@@ -139,7 +142,7 @@ def wait_for_jobs(database_url: str, submitted: int, timeout: float) -> dict[str
 
 def drain_rate(env: dict[str, str], workdir: Path, count: int, wrapped: bool) -> float:
     """Tasks per second one worker runs, timed between two markers around `count` tasks."""
-    command = [PYTHON, "-m", "app.bench.drain", str(count), "--workdir", str(workdir)]
+    command = [PYTHON, "-m", "bench.drain", str(count), "--workdir", str(workdir)]
     out = subprocess.run(
         [*command, *(["--wrapped"] if wrapped else [])], env=env, capture_output=True, text=True
     )
@@ -196,7 +199,7 @@ def main() -> None:
         # The load generator's own ceiling, against a server that answers instantly.
         port = free_port()
         log = workdir / "instant.log"
-        instant = start([PYTHON, "-m", "app.bench.loadgen", "--serve", str(port)], env, log)
+        instant = start([PYTHON, "-m", "bench.loadgen", "--serve", str(port)], env, log)
         processes.append(instant)
         wait_ready(lambda: "ready" in log.read_text(), instant, log)
         ceiling = load(f"http://127.0.0.1:{port}/", args.concurrency, args.duration)
@@ -207,7 +210,7 @@ def main() -> None:
             worker = start(
                 [
                     *(PYTHON, "-m", "celery", "-A", "app.worker", "worker"),
-                    *("--include", "app.bench.app,app.bench.celery_raw"),
+                    *("--include", "bench.app,bench.celery_raw"),
                     *("--concurrency", str(args.workers)),
                     *("--loglevel", "WARNING", "--without-gossip", "--without-mingle"),
                 ],
@@ -220,7 +223,7 @@ def main() -> None:
         log = workdir / "api.log"
         api = start(
             [
-                *(PYTHON, "-m", "uvicorn", "app.bench.app:create_bench_app", "--factory"),
+                *(PYTHON, "-m", "uvicorn", "bench.app:create_bench_app", "--factory"),
                 *("--port", str(port), "--log-level", "warning", "--no-access-log"),
             ],
             env,

@@ -1,1 +1,0 @@
-"""Benchmark of the service's own plumbing: `python -m app.bench` (never mounted in production)."""

@@ -1,0 +1,1 @@
+"""Benchmarks of the service, run from the project root: `python -m bench` (not in the image)."""
