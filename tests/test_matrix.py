@@ -1,6 +1,8 @@
-"""Every combination of answers renders clean, lints clean and passes its own test suite."""
+"""Every combination of answers renders clean, lints and type-checks clean, imports every
+module it ships and passes its own test suite."""
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -91,6 +93,38 @@ def check_slug_cannot_shadow_an_installed_package(project: Path) -> None:
     assert not missing, f"add to dependency_names in copier.yml: {', '.join(sorted(missing))}"
 
 
+# Imports every module of the given packages in one interpreter, in name order, and prints
+# the names as JSON; exits non-zero naming each module that failed and why.
+IMPORT_EVERY_MODULE = """
+import importlib, json, pkgutil, sys, traceback
+names, failed = [], []
+for package in sys.argv[1:]:
+    root = importlib.import_module(package)
+    names.append(package)
+    names += [m.name for m in pkgutil.walk_packages(root.__path__, package + ".")]
+for name in sorted(names):
+    try:
+        importlib.import_module(name)
+    except BaseException:
+        failed.append(name + ": " + traceback.format_exc(limit=-1).strip())
+print(json.dumps(names))
+sys.exit("\\n".join(failed) or None)
+"""
+SHIPPED_PACKAGES = ("app", "bench")
+
+
+def check_every_module_imports(project: Path) -> None:
+    """Each module of the service and its benchmarks imports on this combination's backend."""
+    output = project_tool(project, "python", "-c", IMPORT_EVERY_MODULE, *SHIPPED_PACKAGES)
+    imported = set(json.loads(output.splitlines()[-1]))
+    on_disk = {
+        ".".join(path.relative_to(project).with_suffix("").parts).removesuffix(".__init__")
+        for package in SHIPPED_PACKAGES
+        for path in (project / package).rglob("*.py")
+    }
+    assert imported == on_disk, f"not imported: {on_disk - imported}"
+
+
 # Files neither ruff nor a test run reads: combinations that differ only in them are checked once.
 NOT_READ_BY_TESTS = {
     "Dockerfile",
@@ -123,9 +157,20 @@ def passed_trees(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return shared
 
 
+@pytest.fixture(scope="session")
+def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """mypy's cache, one per xdist worker, reused by every tree that worker checks.
+
+    Trees share most modules (the dependencies, the core), and mypy trusts a cached module
+    only while its source hashes the same, wherever the tree lies: a tree after the first
+    rechecks what differs. One per worker, since two mypy runs must not write one cache.
+    """
+    return tmp_path_factory.mktemp("mypy-cache")
+
+
 @pytest.mark.parametrize("combo", COMBOS, ids=lambda combo: combo.id)
-def test_combination_renders_lints_and_passes_its_tests(
-    combo: Combo, template_snapshot: Path, tmp_path: Path, passed_trees: Path
+def test_combination_renders_lints_type_checks_and_passes_its_tests(
+    combo: Combo, template_snapshot: Path, tmp_path: Path, passed_trees: Path, mypy_cache: Path
 ) -> None:
     project = render(template_snapshot, tmp_path / "project", combo.answers)
     fingerprint = fingerprint_of_tested_tree(project)  # as rendered, before any tool runs
@@ -140,6 +185,8 @@ def test_combination_renders_lints_and_passes_its_tests(
         check_slug_cannot_shadow_an_installed_package(project)
         project_tool(project, "ruff", "check", ".")
         project_tool(project, "ruff", "format", "--check", ".")
+        project_tool(project, "mypy", env={"MYPY_CACHE_DIR": str(mypy_cache)})
+        check_every_module_imports(project)
         project_tool(project, "pytest", "-q", "-p", "no:cacheprovider")
         marker.write_text(combo.id)
 
