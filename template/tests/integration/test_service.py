@@ -28,7 +28,7 @@ def test_enqueued_work_completes_and_is_recorded_in_postgres(
 def test_failing_work_is_retried_and_recorded(
     start_api: Callable[..., tuple[Process, str]],
 ) -> None:
-    process, base_url = start_api()
+    process, base_url = start_api(JOB_MAX_ATTEMPTS="3")  # whatever the default is
 
     accepted = httpx.post(f"{base_url}/samples/flaky", json={"failures": 99}, timeout=5)
     job = wait_for_final(base_url, accepted.json()["job_id"], process)

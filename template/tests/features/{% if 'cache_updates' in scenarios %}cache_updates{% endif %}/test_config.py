@@ -56,7 +56,7 @@ def test_the_default_with_workers_in_other_processes_is_redis(
 ) -> None:
     monkeypatch.delenv("CACHE_URL")
 
-    assert CacheSettings().url == "redis://localhost:6379/1"
+    assert not CacheSettings().in_memory
 
 
 @pytest.mark.usefixtures("work_in_other_processes")

