@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Developer entry point for this template; needs only Python 3.11+, pip and git.
 
-    python3 dev.py new ../my-service [copier options]   render a project (default answers)
+    python3 dev.py new ../my-service [copier options]   render a project (default answers) as a
+                                                         git repository with its first commit
     python3 dev.py test [pytest options]                 build .venv, run the whole test suite
     python3 dev.py bench [--matrix] [--smoke]            render and time-to-green figures
 
@@ -9,6 +10,8 @@ Both build `.venv` on first use (pip installs uv into it, uv installs the rest).
 """
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 import venv
@@ -68,7 +71,17 @@ def new(args: list[str]) -> int:
     )
     if result.returncode == 0:
         sys.stderr.write(result.stderr)
-        print(f"\nRendered {destination}. Next: cd {destination} && uv run pytest", file=sys.stderr)
+        committed = first_commit(destination)
+        # The project's commands need uv; without it on PATH, the one in our .venv does.
+        uv = "uv" if shutil.which("uv") else str(BIN / "uv")
+        print(f"\nRendered {destination}; {committed}.", file=sys.stderr)
+        print(f"Next: cd {destination} && {uv} run pytest", file=sys.stderr)
+        if uv != "uv":
+            print(
+                "(uv is not on your PATH, so that is this template's own. To install it for your\n"
+                " projects: https://docs.astral.sh/uv/getting-started/installation/)",
+                file=sys.stderr,
+            )
         return 0
     # A refused answer is a user mistake: show Copier's message, not its traceback.
     errors = [line for line in result.stderr.splitlines() if line.startswith("ValueError: ")]
@@ -77,6 +90,35 @@ def new(args: list[str]) -> int:
     else:
         sys.stderr.write(result.stderr)
     return result.returncode
+
+
+def first_commit(destination: Path) -> str:
+    """Make the render a git repository with one commit, as `copier update` needs later."""
+    inside = subprocess.run(
+        ["git", "rev-parse", "--show-toplevel"], cwd=destination, capture_output=True, text=True
+    )
+    if inside.returncode == 0:  # rendered into a repository of the user's: theirs to commit
+        return f"commit it in {inside.stdout.strip()} before any `copier update`"
+    subprocess.run(["git", "init", "-q"], cwd=destination, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=destination, check=True)
+    env = dict(os.environ)
+    has_identity = subprocess.run(
+        ["git", "config", "user.email"], cwd=destination, capture_output=True
+    )
+    if has_identity.returncode != 0:
+        # A machine where git has no identity yet: the project's author, as answered, signs it.
+        answers = (destination / ".copier-answers.yml").read_text()
+        for key, variables in (("author_name", "NAME"), ("author_email", "EMAIL")):
+            found = re.search(rf"^{key}: (.+)$", answers, re.MULTILINE)
+            value = found[1].strip().strip("'\"") if found else "Template"
+            env[f"GIT_AUTHOR_{variables}"] = env[f"GIT_COMMITTER_{variables}"] = value
+    subprocess.run(
+        ["git", "commit", "-q", "-m", "Generated from the template"],
+        cwd=destination,
+        env=env,
+        check=True,
+    )
+    return "a git repository with its first commit"
 
 
 def test(args: list[str]) -> int:

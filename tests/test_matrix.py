@@ -157,20 +157,9 @@ def passed_trees(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return shared
 
 
-@pytest.fixture(scope="session")
-def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """mypy's cache, one per xdist worker, reused by every tree that worker checks.
-
-    Trees share most modules (the dependencies, the core), and mypy trusts a cached module
-    only while its source hashes the same, wherever the tree lies: a tree after the first
-    rechecks what differs. One per worker, since two mypy runs must not write one cache.
-    """
-    return tmp_path_factory.mktemp("mypy-cache")
-
-
 @pytest.mark.parametrize("combo", COMBOS, ids=lambda combo: combo.id)
 def test_combination_renders_lints_type_checks_and_passes_its_tests(
-    combo: Combo, template_snapshot: Path, tmp_path: Path, passed_trees: Path, mypy_cache: Path
+    combo: Combo, template_snapshot: Path, tmp_path: Path, passed_trees: Path
 ) -> None:
     project = render(template_snapshot, tmp_path / "project", combo.answers)
     fingerprint = fingerprint_of_tested_tree(project)  # as rendered, before any tool runs
@@ -185,7 +174,7 @@ def test_combination_renders_lints_type_checks_and_passes_its_tests(
         check_slug_cannot_shadow_an_installed_package(project)
         project_tool(project, "ruff", "check", ".")
         project_tool(project, "ruff", "format", "--check", ".")
-        project_tool(project, "mypy", env={"MYPY_CACHE_DIR": str(mypy_cache)})
+        project_tool(project, "mypy")  # with this worker's cache (see shared_mypy_cache)
         check_every_module_imports(project)
         project_tool(project, "pytest", "-q", "-p", "no:cacheprovider")
         marker.write_text(combo.id)

@@ -1,0 +1,1 @@
+"""What the template's tests share beyond conftest: parsers, launchers and their fixtures."""
