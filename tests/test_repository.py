@@ -30,8 +30,17 @@ def table_figures(markdown: str) -> list[str]:
 def test_chinese_readme_quotes_the_same_figures_as_the_english_one() -> None:
     english = (ROOT / "README.md").read_text()
     chinese = (ROOT / "README.zh-CN.md").read_text()
-    start, end = english.index("## BackgroundTasks or Celery?"), english.index("## Questions")
+    # The decision guide and the performance summary; the Chinese README stops there.
+    start, end = english.index("## BackgroundTasks or Celery?"), english.index("## Scenarios")
 
     assert table_figures(chinese) == table_figures(english[start:end])
     assert "python3 dev.py new ../my-service" in chinese
     assert "python3 dev.py test" in chinese
+
+
+def test_chinese_benchmarks_quote_the_same_figures_as_the_english_ones() -> None:
+    english = (ROOT / "docs" / "benchmarks.md").read_text()
+    chinese = (ROOT / "docs" / "benchmarks.zh-CN.md").read_text()
+
+    assert table_figures(english)  # the page has its table of figures
+    assert table_figures(chinese) == table_figures(english)

@@ -76,7 +76,7 @@ def get_sessionmaker() -> sessionmaker[Session]:
 
 @contextmanager
 def session_scope() -> Iterator[Session]:
-    """A session for work outside a request (tasks, start-up): commits or rolls back."""
+    """A session for work outside a request (units of work, start-up): commits or rolls back."""
     with get_sessionmaker().begin() as session:
         yield session
 

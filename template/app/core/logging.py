@@ -74,7 +74,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
 
 @contextmanager
 def log_context(*, request_id: str | None = None, job_id: str | None = None) -> Iterator[None]:
-    """Carry ids into every log line written inside the block (and tasks it starts)."""
+    """Carry ids into every log line written inside the block (and asyncio tasks it starts)."""
     tokens = [request_id_var.set(request_id), job_id_var.set(job_id)]
     try:
         yield
