@@ -1,1 +1,1 @@
-"""Benchmarks of the service, run from the project root: `python -m bench` (not in the image)."""
+"""Benchmarks of the service, kept out of the runtime package."""
