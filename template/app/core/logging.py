@@ -57,6 +57,21 @@ class ConsoleFormatter(logging.Formatter):
         return f"{line} [{' '.join(ids)}]" if ids else line
 
 
+class WithoutQueryString(logging.Filter):
+    """Takes the query string off uvicorn's access-log lines.
+
+    Query strings carry what clients put there: search terms, emails, now and then a
+    token. The access log keeps the method, the path and the status.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # uvicorn logs (client, method, path with query, HTTP version, status).
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            record.args = (args[0], args[1], args[2].partition("?")[0], args[3], args[4])
+        return True
+
+
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(ContextFilter())
@@ -70,6 +85,10 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     handler._app_handler = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())
+    access = logging.getLogger("uvicorn.access")
+    for old in [f for f in access.filters if isinstance(f, WithoutQueryString)]:
+        access.removeFilter(old)
+    access.addFilter(WithoutQueryString())
 
 
 @contextmanager

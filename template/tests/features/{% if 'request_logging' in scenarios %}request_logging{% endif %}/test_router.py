@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from app.features.request_logging.config import get_request_log_settings
 from tests.sample_work import create_sample_app
 
 WaitForJob = Callable[..., dict[str, Any]]
@@ -131,15 +132,16 @@ def test_metadata_larger_than_the_setting_is_refused_with_422(
 
 
 def test_metadata_is_bounded_by_default(client: TestClient) -> None:
-    five_megabytes = {"blob": "x" * 5_000_000}
+    limit = get_request_log_settings().max_metadata_bytes
+    over_the_limit = {"blob": "x" * limit}  # and well under MAX_REQUEST_BYTES
 
     response = client.post(
         "/conversations/c1/messages",
-        json={"role": "user", "content": "hi", "metadata": five_megabytes},
+        json={"role": "user", "content": "hi", "metadata": over_the_limit},
     )
 
     assert response.status_code == 422
-    assert "metadata must be at most 16384 bytes" in response.text
+    assert f"metadata must be at most {limit} bytes" in response.text
 
 
 TOO_LARGE = str(2**63)  # one more than the largest OFFSET SQLite or PostgreSQL takes
