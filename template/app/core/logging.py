@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import TextIO
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 job_id_var: ContextVar[str | None] = ContextVar("job_id", default=None)
@@ -57,6 +58,21 @@ class ConsoleFormatter(logging.Formatter):
         return f"{line} [{' '.join(ids)}]" if ids else line
 
 
+class WithoutJobArguments(logging.Filter):
+    """Drops the arguments and result Celery attaches to its task log records (`data`).
+
+    A job's arguments carry what clients sent (message contents, people's ids), and a JSON
+    line prints every attribute of a record: log lines name jobs by id only.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        data = getattr(record, "data", None)
+        if isinstance(data, dict):
+            hidden = {"args", "kwargs", "return_value"}
+            record.data = {key: value for key, value in data.items() if key not in hidden}
+        return True
+
+
 class WithoutQueryString(logging.Filter):
     """Takes the query string off uvicorn's access-log lines.
 
@@ -72,13 +88,20 @@ class WithoutQueryString(logging.Filter):
         return True
 
 
-def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def log_handler(fmt: str = "json", stream: TextIO | None = None) -> logging.Handler:
+    """The handler the service writes its log lines with (to stderr unless told otherwise)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(ContextFilter())
+    handler.addFilter(WithoutJobArguments())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(ConsoleFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    return handler
+
+
+def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
+    handler = log_handler(fmt)
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "_app_handler", False)]:
         root.removeHandler(old)

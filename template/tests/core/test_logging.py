@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.core.logging import configure_logging, log_context
+from app.core.logging import configure_logging, log_context, log_handler
 
 ReadLines = Callable[[], list[str]]
 # "2026-01-31 12:00:00,123 INFO    tests.core.logging: message"
@@ -110,3 +110,22 @@ def test_the_access_log_keeps_no_query_string(tmp_path: Path) -> None:
     assert '"GET /health HTTP/1.1" 200' in written
     assert "ada@example.com" not in written
     assert "s3cret" not in written
+
+
+def test_task_arguments_celery_attaches_to_its_records_are_not_written() -> None:
+    """Celery's "Task … received" records carry the job's arguments: what clients sent."""
+    written = io.StringIO()
+    handler = log_handler("json", written)
+    record = logging.makeLogRecord(
+        {
+            "msg": "Task app.run_job[1] received",
+            "data": {"id": "1", "args": "('secret content',)", "kwargs": "{'to': 'a@b.c'}"},
+        }
+    )
+
+    handler.handle(record)
+
+    line = written.getvalue()
+    assert '"id": "1"' in line
+    assert "secret content" not in line
+    assert "a@b.c" not in line

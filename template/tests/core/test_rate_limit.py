@@ -108,7 +108,8 @@ def _get_broker_settings() -> _BrokerSettings:
 
 
 def test_counts_go_to_the_redis_the_service_already_has(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(config, "_GETTERS", [*config._GETTERS, _get_broker_settings])
+    config.registered_getters()  # the features' own settings first registered, then ours first
+    monkeypatch.setattr(config, "_GETTERS", [_get_broker_settings, *config._GETTERS])
     monkeypatch.setenv("RATE_LIMIT_STORAGE_URL", "")
     get_rate_limit_settings.cache_clear()
     offered = storage_url()

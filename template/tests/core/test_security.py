@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -219,7 +220,10 @@ def test_ops_keys_and_client_keys_have_their_scopes(keys: Keys) -> None:
 
 
 def test_keys_never_reach_logs_or_responses(
-    keyed_app: FastAPI, keys: Keys, caplog: pytest.LogCaptureFixture
+    keyed_app: FastAPI,
+    keys: Keys,
+    caplog: pytest.LogCaptureFixture,
+    service_log: Callable[[], str],
 ) -> None:
     caplog.set_level(logging.DEBUG)
     texts: list[str] = []
@@ -233,7 +237,7 @@ def test_keys_never_reach_logs_or_responses(
                 response = client.request(method, url, headers=keys.auth(key))
                 texts += [response.text, str(response.headers)]
 
-    logged = caplog.text + "".join(str(record.__dict__) for record in caplog.records)
+    logged = service_log() + "".join(str(record.__dict__) for record in caplog.records)
     for key in (keys.client, keys.ops, UNKNOWN_KEY):
         assert key not in logged
         assert not [text for text in texts if key in text]

@@ -1,12 +1,10 @@
 """Saving a conversation message is idempotent: running the job again adds no duplicate."""
 
-import logging
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -44,17 +42,15 @@ def test_running_the_save_twice_keeps_one_message() -> None:
 def test_the_job_logs_ids_never_the_message_content(
     client: TestClient,
     wait_for_job: Callable[..., dict[str, Any]],
-    caplog: pytest.LogCaptureFixture,
+    service_log: Callable[[], str],
 ) -> None:
-    caplog.set_level(logging.DEBUG)
     content = "my test results came back positive"
     accepted = client.post(
         "/conversations/private/messages", json={"role": "user", "content": content}
     ).json()
     job = wait_for_job(accepted["job_id"])
 
-    ours = [r for r in caplog.records if r.name.startswith(("app", "celery"))]
-    logged = "".join(f"{r.getMessage()} {r.__dict__}" for r in ours)
+    logged = service_log()
     assert job["status"] == "succeeded"
     assert accepted["id"] in logged  # the line that says it was saved names it by id
     assert content not in logged
