@@ -4,6 +4,9 @@ Conventions the generated READMEs follow (and these tests enforce):
 
 - `curl` examples live in ```sh or ```bash blocks, address the service as
   http://127.0.0.1:8000, and end with the status they answer as a comment: `# → 201`.
+- Each sends a key, `-H "Authorization: Bearer $API_KEY"` (or `$OPS_API_KEY`), except
+  for `/health` and an example of the 401 itself: the tests run them against a service in
+  production mode, which refuses a request without one.
 - Each block is self-contained shell a user can paste (ids are captured with `python3 -c`),
   so the tests run each block on its own, in a fresh `bash` with `set -eo pipefail`.
 - Where a README names code as "`symbol` in [`path`](path)", the symbol is defined there.
@@ -189,6 +192,12 @@ def _joined_paragraphs(lines: list[str]) -> list[str]:
 
 CURL_CALL = re.compile(r"(?:^|[\s;&|(])curl\s")
 DOCUMENTED_STATUS = re.compile(r"#\s*→\s*(\d{3})\b")
+SENDS_KEY = re.compile(r"""-H ["']Authorization: Bearer \$(API_KEY|OPS_API_KEY)["']""")
+# The keys the examples send, and the service started for them knows.
+EXAMPLE_KEYS = {
+    "API_KEY": "docs-client-key-0123456789abcdef",
+    "OPS_API_KEY": "docs-ops-key-0123456789abcdef",
+}
 
 
 @dataclass(frozen=True)
@@ -238,6 +247,12 @@ def curl_examples(doc: Markdown, root: Path) -> tuple[list[Example], list[str]]:
                 problems.append(f"{where}: end the command with its status, e.g. `# → 200`")
             elif DOCS_BASE_URL not in line:
                 problems.append(f"{where}: address the service as {DOCS_BASE_URL}")
+            elif (
+                not SENDS_KEY.search(line)
+                and f"{DOCS_BASE_URL}/health" not in line
+                and status.group(1) != "401"
+            ):
+                problems.append(f'{where}: send a key, -H "Authorization: Bearer $API_KEY"')
             else:
                 statuses.append(int(status.group(1)))
         if statuses:
@@ -266,7 +281,7 @@ def run_example(example: Example, base_url: str, workdir: Path) -> None:
     result = subprocess.run(
         ["bash", "-c", script],
         cwd=workdir,
-        env={**os.environ, "CURL_STATUS_LOG": str(status_log)},
+        env={**os.environ, "CURL_STATUS_LOG": str(status_log), **EXAMPLE_KEYS},
         capture_output=True,
         text=True,
         timeout=120,
@@ -384,6 +399,11 @@ def running_service(
         "DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}",
         "LOG_FORMAT": "json",
         "PYTHONUNBUFFERED": "1",  # logs are read while the processes run
+        # As deployed: keys required, /metrics behind an ops key.
+        "ENVIRONMENT": "production",
+        "API_KEYS": EXAMPLE_KEYS["API_KEY"],
+        "OPS_API_KEYS": EXAMPLE_KEYS["OPS_API_KEY"],
+        "METRICS_REQUIRE_KEY": "true",
     }
     smtp_port = free_port()
     if "email" in combo.answers["scenarios"]:
@@ -495,7 +515,11 @@ def test_the_checks_catch_what_they_claim(tmp_path: Path) -> None:
         "`Queue.enqueue` in [`app/code.py`](app/code.py), `Queue.publish` in\n"
         "[`app/code.py`](app/code.py).\n\n"
         "```sh\ncurl -sS http://127.0.0.1:8000/health   # → 200\n"
-        "curl -sS http://127.0.0.1:8000/jobs/1\n```\n"
+        "curl -sS http://127.0.0.1:8000/jobs/1\n"
+        "curl -sS http://127.0.0.1:8000/jobs/2   # → 401\n"
+        "curl -sS http://127.0.0.1:8000/jobs/3   # → 404\n"
+        'curl -sS -H "Authorization: Bearer $API_KEY" http://127.0.0.1:8000/jobs/4   # → 404\n'
+        "```\n"
     )
     doc = Markdown.read(tmp_path / "README.md")
 
@@ -505,5 +529,7 @@ def test_the_checks_catch_what_they_claim(tmp_path: Path) -> None:
     ]
     assert undefined_names(doc) == ["`Queue.publish` is not defined in app/code.py"]
     examples, problems = curl_examples(doc, tmp_path)
-    assert examples[0].statuses == (200,)
-    assert len(problems) == 1 and "end the command with its status" in problems[0]
+    assert examples[0].statuses == (200, 401, 404)
+    assert len(problems) == 2
+    assert "end the command with its status" in problems[0]
+    assert "/jobs/3" in problems[1] and "send a key" in problems[1]
