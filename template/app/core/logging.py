@@ -109,8 +109,8 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     root.addHandler(handler)
     root.setLevel(level.upper())
     access = logging.getLogger("uvicorn.access")
-    for old in [f for f in access.filters if isinstance(f, WithoutQueryString)]:
-        access.removeFilter(old)
+    for stale in [f for f in access.filters if isinstance(f, WithoutQueryString)]:
+        access.removeFilter(stale)
     access.addFilter(WithoutQueryString())
 
 

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.core.config import get_security_settings
 from app.core.logging import request_id_var
 
 logger = logging.getLogger(__name__)
@@ -111,9 +112,11 @@ class BodyLimitMiddleware:
     endpoint: one marked `bounds_its_own_body` reads it under its own limit instead.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int | None = None) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.max_bytes = (
+            get_security_settings().max_request_bytes if max_bytes is None else max_bytes
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

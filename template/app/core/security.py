@@ -18,7 +18,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Security, status
 from fastapi.dependencies.models import Dependant
@@ -242,6 +242,19 @@ def route_access(app: FastAPI) -> list[RouteAccess]:
         methods = tuple(sorted((route.methods or set()) - {"HEAD"}))
         table.append(RouteAccess(methods, route.path or "", access))
     return table
+
+
+class DocsUrls(TypedDict):
+    openapi_url: str | None
+    docs_url: str | None
+    redoc_url: str | None
+
+
+def docs_urls() -> DocsUrls:
+    """Where FastAPI serves its docs: in development, in production only if asked to."""
+    if get_security_settings().serves_docs:
+        return DocsUrls(openapi_url="/openapi.json", docs_url="/docs", redoc_url="/redoc")
+    return DocsUrls(openapi_url=None, docs_url=None, redoc_url=None)
 
 
 def log_access_mode() -> None:

@@ -201,7 +201,7 @@ def test_every_key_is_compared_whichever_matches(
         compared.append(len(a))
         return original(a, b)
 
-    monkeypatch.setattr(security.hmac, "compare_digest", counting)
+    monkeypatch.setattr(hmac, "compare_digest", counting)
     keyring = security.keyring()
 
     for key in (keys.client, keys.ops, UNKNOWN_KEY):
