@@ -98,7 +98,11 @@ def test_the_checks_catch_what_they_claim(tmp_path: Path) -> None:
         "`Queue.enqueue` in [`app/code.py`](app/code.py), `Queue.publish` in\n"
         "[`app/code.py`](app/code.py).\n\n"
         "```sh\ncurl -sS http://127.0.0.1:8000/health   # → 200\n"
-        "curl -sS http://127.0.0.1:8000/jobs/1\n```\n"
+        "curl -sS http://127.0.0.1:8000/jobs/1\n"
+        "curl -sS http://127.0.0.1:8000/jobs/2   # → 401\n"
+        "curl -sS http://127.0.0.1:8000/jobs/3   # → 404\n"
+        'curl -sS -H "Authorization: Bearer $API_KEY" http://127.0.0.1:8000/jobs/4   # → 404\n'
+        "```\n"
     )
     doc = Markdown.read(tmp_path / "README.md")
 
@@ -108,5 +112,7 @@ def test_the_checks_catch_what_they_claim(tmp_path: Path) -> None:
     ]
     assert undefined_names(doc) == ["`Queue.publish` is not defined in app/code.py"]
     examples, problems = curl_examples(doc, tmp_path)
-    assert examples[0].statuses == (200,)
-    assert len(problems) == 1 and "end the command with its status" in problems[0]
+    assert examples[0].statuses == (200, 401, 404)
+    assert len(problems) == 2
+    assert "end the command with its status" in problems[0]
+    assert "/jobs/3" in problems[1] and "send a key" in problems[1]

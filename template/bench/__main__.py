@@ -192,6 +192,10 @@ def main() -> None:
         "DATABASE_URL": database_url,
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
         "CELERY_QUEUE": f"bench-{uuid.uuid4().hex[:8]}",
+        # A throwaway service on loopback, open like any development run without keys.
+        "ENVIRONMENT": "development",
+        "API_KEYS": "",
+        "OPS_API_KEYS": "",
     }
     processes: list[subprocess.Popen[bytes]] = []
     worker: subprocess.Popen[bytes] | None = None

@@ -13,6 +13,8 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from app.core.logging import job_id_var
+from app.core.rate_limit import RateLimit
+from app.core.security import ClientScope
 from app.jobs.schemas import JobRead
 from app.jobs.service import get_job_store
 from app.main import create_app
@@ -111,7 +113,8 @@ class Enqueued(BaseModel):
     status_at_enqueue: str
 
 
-router = APIRouter(prefix="/samples")
+# Like any endpoint that creates work: a client key, and the rate limit.
+router = APIRouter(prefix="/samples", dependencies=[ClientScope, RateLimit])
 UNITS = {
     unit.name.removeprefix("samples."): unit
     for unit in (echo, flaky, permanent, sleep, block, stubborn, fail_slowly)

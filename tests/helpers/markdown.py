@@ -4,6 +4,9 @@ Conventions the generated READMEs follow (and the docs tests enforce):
 
 - `curl` examples live in ```sh or ```bash blocks, address the service as
   http://127.0.0.1:8000, and end with the status they answer as a comment: `# → 201`.
+- Each sends a key, `-H "Authorization: Bearer $API_KEY"` (or `$OPS_API_KEY`), except
+  for `/health` and an example of the 401 itself: the tests run them against a service in
+  production mode, which refuses a request without one.
 - Each block is self-contained shell a user can paste (ids are captured with `python3 -c`),
   so the tests run each block on its own, in a fresh `bash` with `set -eo pipefail`.
 - Where a README names code as "`symbol` in [`path`](path)", the symbol is defined there.
@@ -173,6 +176,12 @@ def _joined_paragraphs(lines: list[str]) -> list[str]:
 
 CURL_CALL = re.compile(r"(?:^|[\s;&|(])curl\s")
 DOCUMENTED_STATUS = re.compile(r"#\s*→\s*(\d{3})\b")
+SENDS_KEY = re.compile(r"""-H ["']Authorization: Bearer \$(API_KEY|OPS_API_KEY)["']""")
+# The keys the examples send, and the service started for them knows.
+EXAMPLE_KEYS = {
+    "API_KEY": "docs-client-key-0123456789abcdef",
+    "OPS_API_KEY": "docs-ops-key-0123456789abcdef",
+}
 
 
 @dataclass(frozen=True)
@@ -222,6 +231,12 @@ def curl_examples(doc: Markdown, root: Path) -> tuple[list[Example], list[str]]:
                 problems.append(f"{where}: end the command with its status, e.g. `# → 200`")
             elif DOCS_BASE_URL not in line:
                 problems.append(f"{where}: address the service as {DOCS_BASE_URL}")
+            elif (
+                not SENDS_KEY.search(line)
+                and f"{DOCS_BASE_URL}/health" not in line
+                and status.group(1) != "401"
+            ):
+                problems.append(f'{where}: send a key, -H "Authorization: Bearer $API_KEY"')
             else:
                 statuses.append(int(status.group(1)))
         if statuses:
@@ -250,7 +265,7 @@ def run_example(example: Example, base_url: str, workdir: Path) -> None:
     result = subprocess.run(
         ["bash", "-c", script],
         cwd=workdir,
-        env={**os.environ, "CURL_STATUS_LOG": str(status_log)},
+        env={**os.environ, "CURL_STATUS_LOG": str(status_log), **EXAMPLE_KEYS},
         capture_output=True,
         text=True,
         timeout=120,

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Combo, project_env, render, richest, sync_project
+from tests.helpers.markdown import EXAMPLE_KEYS
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -118,6 +119,11 @@ def running_service(
         "DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}",
         "LOG_FORMAT": "json",
         "PYTHONUNBUFFERED": "1",  # logs are read while the processes run
+        # As deployed: keys required, /metrics behind an ops key.
+        "ENVIRONMENT": "production",
+        "API_KEYS": EXAMPLE_KEYS["API_KEY"],
+        "OPS_API_KEYS": EXAMPLE_KEYS["OPS_API_KEY"],
+        "METRICS_REQUIRE_KEY": "true",
     }
     smtp_port = free_port()
     if "email" in combo.answers["scenarios"]:

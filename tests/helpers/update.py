@@ -153,12 +153,15 @@ def release_renamed_setting_and_moved_module(repo: Path) -> None:
     app/core/memory.py moved to app/core/startup.py."""
     config = repo / "template/app/core/config.py"
     edit(config, "import re\n", "import re\nimport warnings\n")
-    edit(config, "from typing import Literal, ", "from typing import Literal, Self, ")
-    edit(
-        config,
-        "ValidationError, field_validator\n",
-        "ValidationError, field_validator, model_validator\n",
-    )
+    # The imports the renamed setting needs, unless the module has them already.
+    if "Self" not in config.read_text():
+        edit(config, "from typing import Literal, ", "from typing import Literal, Self, ")
+    if "model_validator" not in config.read_text():
+        edit(
+            config,
+            "ValidationError, field_validator\n",
+            "ValidationError, field_validator, model_validator\n",
+        )
     setting, its_test = recipe("A renamed setting")
     edit(
         config,

@@ -6,9 +6,10 @@ import pkgutil
 import re
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Literal, TypeVar, get_type_hints
+from typing import Literal, Self, TypeVar, get_type_hints
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from limits import parse_many
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 # A settings getter, typed as what it is (an `lru_cache` wrapper keeps its `cache_clear`).
@@ -109,3 +110,117 @@ def describe_settings_error(exc: ValidationError, settings: type[BaseSettings]) 
         value = "" if secret or "input" not in error else f"={error['input']!r}"
         problems.append(f"{name}{value}: {reason}")
     return "invalid configuration: " + "; ".join(problems)
+
+
+# Characters of an RFC 6750 bearer token (token68), so a key travels in a header unchanged.
+_KEY = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+MIN_KEY_LENGTH = 16
+KEY_ADVICE = "generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+def split_keys(keys: SecretStr | None) -> tuple[str, ...]:
+    """The comma-separated keys of an `*_API_KEYS` variable."""
+    if keys is None:
+        return ()
+    return tuple(key.strip() for key in keys.get_secret_value().split(",") if key.strip())
+
+
+class SecuritySettings(BaseSettings):
+    """Who may call the service, and how much a request may carry (see app/core/security.py)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    # production refuses to start without API keys and hides /docs; development runs open
+    # (with a warning) while no key is set.
+    environment: Literal["development", "production"] = "development"
+    # Comma-separated. Client keys call the feature endpoints; ops keys call those too, and
+    # the operator endpoints (/logs/*, job administration, /metrics if it requires a key).
+    api_keys: SecretStr | None = None
+    ops_api_keys: SecretStr | None = None
+    # Prometheus scrapes /metrics without a key unless this is true (then an ops key).
+    metrics_require_key: bool = False
+    # /docs, /redoc and /openapi.json are served in development; in production only if true.
+    docs_in_production: bool = False
+    # Largest request body; uploads with a limit of their own (EMBEDDINGS_MAX_UPLOAD_BYTES)
+    # are bounded by that instead.
+    max_request_bytes: int = Field(default=1_048_576, ge=1)
+
+    @field_validator("api_keys", "ops_api_keys")
+    @classmethod
+    def _well_formed_keys(cls, keys: SecretStr | None) -> SecretStr | None:
+        for key in split_keys(keys):
+            if len(key) < MIN_KEY_LENGTH or not _KEY.fullmatch(key):
+                # Never the key itself in the message: it ends up in deployment logs.
+                raise ValueError(
+                    f"each key must be at least {MIN_KEY_LENGTH} characters of "
+                    f"A-Z a-z 0-9 - . _ ~ + / (separate keys with commas); {KEY_ADVICE}"
+                )
+        return keys
+
+    @model_validator(mode="after")
+    def _keys_where_they_are_required(self) -> Self:
+        client, ops = split_keys(self.api_keys), split_keys(self.ops_api_keys)
+        if set(client) & set(ops):
+            raise ValueError(
+                "a key is listed in both API_KEYS and OPS_API_KEYS: give operators keys of "
+                "their own (an ops key already works on every client endpoint)"
+            )
+        missing = [name for name, keys in (("API_KEYS", client), ("OPS_API_KEYS", ops)) if not keys]
+        if self.environment == "production" and missing:
+            raise ValueError(
+                f"ENVIRONMENT=production requires API keys: set {' and '.join(missing)} "
+                f"(comma-separated; {KEY_ADVICE})"
+            )
+        return self
+
+    @property
+    def serves_docs(self) -> bool:
+        return self.environment == "development" or self.docs_in_production
+
+
+@settings_getter
+@lru_cache
+def get_security_settings() -> SecuritySettings:
+    return SecuritySettings()
+
+
+class RateLimitSettings(BaseSettings):
+    """How much background work one caller may create (see app/core/rate_limit.py)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    # Per API key (per client address while the service runs without keys), over every
+    # endpoint that creates background work. Several limits: "60/minute;1000/hour".
+    rate_limit: str = "60/minute"
+    # Where the counts live. Empty: the Redis the service already uses (a Redis Celery
+    # broker, or a Redis CACHE_URL), so every process shares them; else this process's memory.
+    rate_limit_storage_url: str = ""
+    # Redis keys start with this, so several services can share one Redis.
+    rate_limit_key_prefix: str = "rate_limit"
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(
+                "not a rate limit: write it like 60/minute, or 10/second;1000/hour"
+            ) from None
+        return value
+
+    @field_validator("rate_limit_storage_url")
+    @classmethod
+    def _known_storage(cls, url: str) -> str:
+        scheme = url.partition("://")[0]
+        if url and scheme not in {"memory", "redis", "rediss", "unix"}:
+            raise ValueError("use memory:// or a Redis URL such as redis://localhost:6379/0")
+        if scheme in {"redis", "rediss", "unix"} and importlib.util.find_spec("redis") is None:
+            raise ValueError("a Redis URL needs the redis package: uv add redis")
+        return url
+
+
+@settings_getter
+@lru_cache
+def get_rate_limit_settings() -> RateLimitSettings:
+    return RateLimitSettings()

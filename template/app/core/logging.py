@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import TextIO
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 job_id_var: ContextVar[str | None] = ContextVar("job_id", default=None)
@@ -57,19 +58,60 @@ class ConsoleFormatter(logging.Formatter):
         return f"{line} [{' '.join(ids)}]" if ids else line
 
 
-def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+class WithoutJobArguments(logging.Filter):
+    """Drops the arguments and result Celery attaches to its task log records (`data`).
+
+    A job's arguments carry what clients sent (message contents, people's ids), and a JSON
+    line prints every attribute of a record: log lines name jobs by id only.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        data = getattr(record, "data", None)
+        if isinstance(data, dict):
+            hidden = {"args", "kwargs", "return_value"}
+            record.data = {key: value for key, value in data.items() if key not in hidden}
+        return True
+
+
+class WithoutQueryString(logging.Filter):
+    """Takes the query string off uvicorn's access-log lines.
+
+    Query strings carry what clients put there: search terms, emails, now and then a
+    token. The access log keeps the method, the path and the status.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # uvicorn logs (client, method, path with query, HTTP version, status).
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            record.args = (args[0], args[1], args[2].partition("?")[0], args[3], args[4])
+        return True
+
+
+def log_handler(fmt: str = "json", stream: TextIO | None = None) -> logging.Handler:
+    """The handler the service writes its log lines with (to stderr unless told otherwise)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(ContextFilter())
+    handler.addFilter(WithoutJobArguments())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(ConsoleFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    return handler
+
+
+def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
+    handler = log_handler(fmt)
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "_app_handler", False)]:
         root.removeHandler(old)
     handler._app_handler = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())
+    access = logging.getLogger("uvicorn.access")
+    for stale in [f for f in access.filters if isinstance(f, WithoutQueryString)]:
+        access.removeFilter(stale)
+    access.addFilter(WithoutQueryString())
 
 
 @contextmanager

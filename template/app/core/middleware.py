@@ -1,14 +1,19 @@
-"""Request ids: a pure ASGI middleware that gives every request one, returned as `X-Request-ID`."""
+"""Pure ASGI middleware: a request id for every request (`X-Request-ID`), and a body limit."""
 
 import logging
 import re
 import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from starlette.datastructures import MutableHeaders
+from starlette import status
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.core.config import get_security_settings
 from app.core.logging import request_id_var
 
 logger = logging.getLogger(__name__)
@@ -71,3 +76,83 @@ async def internal_error(request: Request, exc: Exception) -> Response:
     )
     headers = {HEADER: request_id} if request_id else None
     return PlainTextResponse("Internal Server Error", status_code=500, headers=headers)
+
+
+_OWN_BODY_LIMIT = "_bounds_its_own_body"
+E = TypeVar("E", bound=Callable[..., Any])
+
+
+def bounds_its_own_body(endpoint: E) -> E:
+    """Exempt an endpoint from MAX_REQUEST_BYTES: it reads its body by hand, under a limit of
+    its own (an upload larger than other requests may be)."""
+    setattr(endpoint, _OWN_BODY_LIMIT, True)
+    return endpoint
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from `receive` once a body is over the limit; FastAPI answers it as a 413."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            detail=f"The request body is larger than {limit} bytes (MAX_REQUEST_BYTES)",
+            # The rest of the body stays unread: closing the connection stops the server
+            # from draining it, however long the client goes on sending.
+            headers={"Connection": "close"},
+        )
+
+
+class BodyLimitMiddleware:
+    """413 for a request body over `max_bytes`, before it is read whole.
+
+    A declared Content-Length over the limit is refused before a byte is read; a chunked
+    body (or one whose Content-Length lies) is counted as it arrives and refused as soon as
+    it passes the limit, so no more than about `max_bytes` of it is ever held in memory.
+    The check happens when the app first asks for the body, once routing has chosen the
+    endpoint: one marked `bounds_its_own_body` reads it under its own limit instead.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int | None = None) -> None:
+        self.app = app
+        self.max_bytes = (
+            get_security_settings().max_request_bytes if max_bytes is None else max_bytes
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_bytes
+        received = 0
+        exempt: bool | None = None  # known at the first read, when the route is
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, exempt
+            if exempt is None:
+                endpoint = getattr(scope.get("route"), "endpoint", None)
+                exempt = bool(getattr(endpoint, _OWN_BODY_LIMIT, False))
+                declared = Headers(scope=scope).get("content-length", "")
+                if not exempt and declared.isdigit() and int(declared) > limit:
+                    raise BodyTooLarge(limit)
+            message = await receive()
+            if not exempt and message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLarge as exc:
+            # Read by code outside FastAPI's exception handling (another middleware).
+            if started:
+                raise
+            response = JSONResponse({"detail": exc.detail}, exc.status_code, exc.headers)
+            await response(scope, receive, send)

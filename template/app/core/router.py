@@ -1,4 +1,4 @@
-"""Operational endpoints: `GET /health` and `GET /metrics`."""
+"""Operational endpoints: `GET /health` (open) and `GET /metrics` (open, or an ops key)."""
 
 from typing import Literal
 
@@ -8,6 +8,7 @@ from pydantic import BaseModel
 
 from app.core.database import check_database
 from app.core.metrics import render_metrics
+from app.core.security import MetricsScope, Public
 from app.tasks import check_backend
 
 router = APIRouter(tags=["ops"])
@@ -18,7 +19,8 @@ class Health(BaseModel):
     components: dict[str, Literal["ok", "down"]]
 
 
-@router.get("/health", response_model=Health)
+# Open to load balancers: it tells only whether each component answers, nothing private.
+@router.get("/health", response_model=Health, dependencies=[Public])
 async def health(response: Response) -> Health:
     components = {"database": "ok" if await run_in_threadpool(check_database) else "down"}
     components.update(await check_backend())
@@ -28,7 +30,7 @@ async def health(response: Response) -> Health:
     return Health(status="ok" if healthy else "degraded", components=components)
 
 
-@router.get("/metrics", include_in_schema=False)
+@router.get("/metrics", include_in_schema=False, dependencies=[MetricsScope])
 async def metrics() -> Response:
     body, content_type = await run_in_threadpool(render_metrics)
     return Response(body, media_type=content_type)

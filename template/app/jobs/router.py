@@ -4,10 +4,11 @@ import uuid
 
 from fastapi import APIRouter, HTTPException, status
 
+from app.core.security import ClientScope
 from app.jobs.schemas import JobRead
 from app.jobs.service import get_job_store
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[ClientScope])
 
 
 @router.get("/{job_id}", response_model=JobRead, responses={404: {"description": "Unknown job"}})

@@ -61,6 +61,11 @@ class CacheSettings(BaseSettings):
     def in_memory(self) -> bool:
         return self.url.startswith("memory://")
 
+    @property
+    def shared_redis_url(self) -> str | None:
+        """The cache's Redis, which rate limits share (see app/core/rate_limit.py)."""
+        return None if self.in_memory else self.url
+
 
 @settings_getter
 @lru_cache

@@ -8,6 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 
+from app.core.rate_limit import RateLimit
+from app.core.security import ClientScope
 from app.features.cache_updates import service
 from app.features.cache_updates.cache import Cache, open_cache
 from app.features.cache_updates.schemas import ItemIn, ItemRead, ItemStats, ItemWritten
@@ -26,7 +28,7 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         yield {"items_cache": cache}
 
 
-router = APIRouter(prefix="/items", tags=["items"], lifespan=lifespan)
+router = APIRouter(prefix="/items", tags=["items"], lifespan=lifespan, dependencies=[ClientScope])
 
 
 def get_cache(request: Request) -> Cache:
@@ -45,7 +47,7 @@ def not_found(item_id: int) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"Item {item_id} not found")
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, dependencies=[RateLimit])
 async def create_item(body: ItemIn, response: Response, queue: TaskQueueDep) -> ItemWritten:
     item = await run_in_threadpool(service.create_item, body)
     # Else the retry of a 503 would create the item twice (a PUT may simply be retried).
@@ -71,7 +73,7 @@ async def read_item(item_id: ItemId, response: Response, cache: CacheDep) -> Ite
     return item
 
 
-@router.put("/{item_id}", responses=NOT_FOUND)
+@router.put("/{item_id}", responses=NOT_FOUND, dependencies=[RateLimit])
 async def update_item(
     item_id: ItemId, body: ItemIn, queue: TaskQueueDep, cache: CacheDep
 ) -> ItemWritten:

@@ -6,12 +6,14 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Response, status
 from fastapi.concurrency import run_in_threadpool
 
+from app.core.rate_limit import RateLimit
+from app.core.security import ClientScope
 from app.features.email import service
 from app.features.email.schemas import UserCreate, UserRead
 from app.features.email.tasks import send_welcome
 from app.tasks import TaskQueueDep, enqueue_or_undo
 
-router = APIRouter(prefix="/users", tags=["users"])
+router = APIRouter(prefix="/users", tags=["users"], dependencies=[ClientScope])
 
 # Ids fit a 32-bit INTEGER column on every database; larger values are refused as 422.
 UserId = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -21,6 +23,7 @@ UserId = Annotated[int, Path(ge=1, le=2**31 - 1)]
     "",
     status_code=status.HTTP_201_CREATED,
     responses={409: {"description": "Email already registered"}},
+    dependencies=[RateLimit],  # each sign-up sends an email to an address the caller chose
 )
 async def create_user(payload: UserCreate, queue: TaskQueueDep, response: Response) -> UserRead:
     try:

@@ -1,6 +1,7 @@
 """Users (create, read) and the welcome email: composed from Jinja2 templates, sent over SMTP."""
 
 import hashlib
+import re
 import uuid
 from datetime import datetime
 from email.message import EmailMessage
@@ -21,7 +22,7 @@ from app.features.email.models import User
 from app.tasks import PermanentError
 
 # Autoescape in .html templates only: a name like "<script>" must reach the HTML part as
-# text, while the plain-text part and the subject keep it verbatim.
+# text, while the plain-text part keeps it verbatim.
 _templates = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=select_autoescape(["html"]),
@@ -141,10 +142,15 @@ def mail_address(email: str) -> str:
 
 
 def compose_welcome(user: User, settings: EmailSettings) -> EmailMessage:
-    """The welcome email: a plain-text part and an HTML alternative, from `templates/`."""
+    """The welcome email: a plain-text part and an HTML alternative, from `templates/`.
+
+    The caller chose the name and the address, so they appear in the body only (escaped in
+    the HTML part): the subject, which a mail client shows before anything else, is
+    rendered without them, so sign-ups cannot send anyone a subject line of their choosing.
+    """
     context = {"name": user.name, "email": user.email}
     message = EmailMessage()
-    message["Subject"] = render("welcome_subject.txt", **context).strip()
+    message["Subject"] = render("welcome_subject.txt").strip()
     message["From"] = settings.email_from
     message["To"] = mail_address(user.email)
     message["Date"] = format_datetime(utcnow())
@@ -205,8 +211,19 @@ async def send(message: EmailMessage, settings: EmailSettings, *, template: str)
         EMAILS_FAILED.labels(template, reason).inc()
         if error is exc:
             raise
-        raise error from exc
+        # Not chained: aiosmtplib's own exception names the recipient, and the job's log
+        # line would print it in the traceback. The reply and its code are in `error`.
+        raise error from None
     EMAILS_SENT.labels(template).inc()
+
+
+# An email address as SMTP replies quote it ("<bob@example.com>: Recipient refused").
+_ADDRESS = re.compile(r"[^\s<>@\"']+@[^\s<>@\"']+")
+
+
+def without_addresses(reply: str) -> str:
+    """A server reply with any email address replaced: it goes to job errors and log lines."""
+    return _ADDRESS.sub("<address>", reply)
 
 
 def _classify(exc: Exception, *, message_started: bool) -> Exception:
@@ -215,14 +232,16 @@ def _classify(exc: Exception, *, message_started: bool) -> Exception:
         exc = exc.recipients[0]  # one recipient per welcome email
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         if exc.code >= 500:
-            return MessageRejected(exc.code, exc.message)
-        return MessageDeferred(exc.code, exc.message)
+            return MessageRejected(exc.code, without_addresses(exc.message))
+        return MessageDeferred(exc.code, without_addresses(exc.message))
     if isinstance(exc, aiosmtplib.SMTPException) and not isinstance(
         exc, ConnectionError | TimeoutError
     ):
         # The server lacks what the settings or the message need (STARTTLS, AUTH,
         # SMTPUTF8): a configuration problem that the next attempt would hit again.
-        return PermanentError(f"SMTP server cannot do what is asked: {exc.message}")
+        return PermanentError(
+            f"SMTP server cannot do what is asked: {without_addresses(exc.message)}"
+        )
     if message_started:
         # Timed out or disconnected after DATA, before the reply: the server may hold it.
         return DeliveryUnknown(

@@ -35,7 +35,7 @@ async def send_welcome(user_id: int) -> dict[str, Any]:
     if user is None:
         raise PermanentError(f"user {user_id} does not exist")
     if user.welcome_email_sent_at is not None:
-        return {"to": user.email, "already_sent": True}
+        return {"user_id": user_id, "already_sent": True}
     try:
         settings = get_email_settings()
     except ValidationError as exc:
@@ -51,8 +51,9 @@ async def send_welcome(user_id: int) -> dict[str, Any]:
         await run_in_threadpool(service.release_welcome_email, user_id)
         raise
     sent_at = await _record_sent(user_id)
+    # Ids only: job results and log lines are read by operators, who need no address.
     return {
-        "to": user.email,
+        "user_id": user_id,
         "message_id": message["Message-ID"],
         "sent_at": sent_at.isoformat(),
     }
@@ -64,12 +65,12 @@ async def _claimed_by_another_run(user_id: int) -> dict[str, Any]:
     if user is None:
         raise PermanentError(f"user {user_id} does not exist")
     if user.welcome_email_sent_at is not None:
-        return {"to": user.email, "already_sent": True}
+        return {"user_id": user_id, "already_sent": True}
     started = user.welcome_email_sending_at
     if started is None:  # that run failed without sending in the meantime: try again later
-        raise RuntimeError(f"another run was sending the welcome email to {user.email}")
+        raise RuntimeError(f"another run was sending the welcome email to user {user_id}")
     raise service.DeliveryUnknown(
-        f"delivery of the welcome email to {user.email} is unknown: a run started sending it "
+        f"delivery of the welcome email to user {user_id} is unknown: a run started sending it "
         f"at {started:%Y-%m-%d %H:%M:%S} UTC and never recorded the outcome (it stopped "
         "mid-send); it was not sent again, to avoid a duplicate"
     )

@@ -7,6 +7,9 @@ from functools import partial
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 
+from app.core.middleware import bounds_its_own_body
+from app.core.rate_limit import RateLimit
+from app.core.security import ClientScope
 from app.features.embeddings import service
 from app.features.embeddings.config import get_embeddings_settings
 from app.features.embeddings.embedders import (
@@ -26,7 +29,7 @@ from app.features.embeddings.tasks import process_document
 from app.features.embeddings.upload import read_upload
 from app.tasks import TaskQueueDep, enqueue_or_undo
 
-router = APIRouter(prefix="/documents", tags=["documents"])
+router = APIRouter(prefix="/documents", tags=["documents"], dependencies=[ClientScope])
 
 # The body is read by hand (to cap its size while it streams), so describe it for OpenAPI.
 UPLOAD_BODY = {
@@ -62,7 +65,9 @@ UPLOAD_BODY = {
         415: {"description": "Not a .txt/.md file, nor multipart or JSON"},
         422: {"description": "Empty, not UTF-8 text, or a malformed multipart or JSON body"},
     },
+    dependencies=[RateLimit],
 )
+@bounds_its_own_body  # EMBEDDINGS_MAX_UPLOAD_BYTES, not MAX_REQUEST_BYTES
 async def upload_document(request: Request, queue: TaskQueueDep) -> DocumentAccepted:
     """Store the document and embed it in the background; poll `GET /documents/{id}`."""
     upload = await read_upload(request, get_embeddings_settings().max_upload_bytes)
@@ -91,6 +96,8 @@ DEFAULT_RETRY_AFTER_SECONDS = 5
         502: {"description": "The embedding provider answered with an error"},
         503: {"description": "The embedding provider is unreachable or rate-limited"},
     },
+    # Each search embeds its query: with the openai provider, a call that may be billed.
+    dependencies=[RateLimit],
 )
 def search_documents(body: SearchRequest) -> SearchResults:
     """Chunks of `ready` documents scoring above EMBEDDINGS_MIN_SCORE, best first."""

@@ -11,6 +11,8 @@ from fastapi import APIRouter, Path, Query, status
 
 from app.core.database import SessionDep, utcnow
 from app.core.logging import request_id_var
+from app.core.rate_limit import RateLimit
+from app.core.security import ClientScope, OpsScope
 from app.core.validation import StorableStr
 from app.features.request_logging.schemas import (
     MessageAccepted,
@@ -48,6 +50,7 @@ Offset = Annotated[int, Query(ge=0, le=2**63 - 1)]
     "/conversations/{conversation_id}/messages",
     status_code=status.HTTP_202_ACCEPTED,
     tags=["conversations"],
+    dependencies=[ClientScope, RateLimit],
 )
 async def add_message(
     conversation_id: ConversationId, message: MessageCreate, queue: TaskQueueDep
@@ -67,7 +70,9 @@ async def add_message(
     return MessageAccepted(id=message_id, job_id=job_id)
 
 
-@router.get("/conversations/{conversation_id}/messages", tags=["conversations"])
+@router.get(
+    "/conversations/{conversation_id}/messages", tags=["conversations"], dependencies=[ClientScope]
+)
 def read_messages(
     conversation_id: ConversationId, session: SessionDep, limit: Limit = 50, offset: Offset = 0
 ) -> Page[MessageRead]:
@@ -75,7 +80,8 @@ def read_messages(
     return list_messages(session, conversation_id, limit=limit, offset=offset)
 
 
-@router.get("/logs/requests", tags=["logs"])
+# Operators only: the records name every client address, path and id that came in.
+@router.get("/logs/requests", tags=["logs"], dependencies=[OpsScope])
 def read_request_records(
     session: SessionDep,
     path: Annotated[StorableStr | None, Query(description="exact request path")] = None,
@@ -99,7 +105,7 @@ def read_request_records(
     )
 
 
-@router.get("/logs/stats", tags=["logs"])
+@router.get("/logs/stats", tags=["logs"], dependencies=[OpsScope])
 def read_request_stats(
     session: SessionDep,
     window_seconds: Annotated[int, Query(ge=1, le=7 * 24 * 3600)] = 3600,

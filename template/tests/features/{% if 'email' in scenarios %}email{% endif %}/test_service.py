@@ -42,8 +42,7 @@ def test_welcome_email_has_a_text_part_and_an_html_alternative() -> None:
         "text/plain",
         "text/html",
     ]
-    subject = service.render("welcome_subject.txt", name="Ada Lovelace", email="ada@example.com")
-    assert message["Subject"] == subject.strip()
+    assert message["Subject"] == service.render("welcome_subject.txt").strip()
     assert message["From"] == "Team <hi@corp.example>"
     assert message["To"] == "ada@example.com"
     assert message["Date"]
@@ -57,6 +56,18 @@ def test_html_part_escapes_the_name_and_text_part_keeps_it() -> None:
     assert html is not None and text is not None
     assert "Bob &#34;&lt;b&gt;&#34; &amp; Co" in html.get_content()
     assert 'Bob "<b>" & Co' in text.get_content()
+
+
+def test_the_subject_carries_no_text_the_caller_chose() -> None:
+    # Else anyone could mail anyone a subject line of their choosing through sign-up.
+    name = "Your account is locked, call +1 555 0100"
+    message = service.compose_welcome(a_user(name=name), EmailSettings())
+
+    text = message.get_body(preferencelist=("plain",))
+    assert text is not None
+    assert name in text.get_content()  # the body greets them by the name they gave
+    assert "locked" not in message["Subject"]
+    assert "ada@example.com" not in message["Subject"]
 
 
 def test_message_id_is_stable_for_a_user_so_a_resend_is_recognisable() -> None:

@@ -1,6 +1,7 @@
 """The welcome email job end to end, through the task backend, against a real SMTP server."""
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -50,7 +51,7 @@ def test_welcome_email_reaches_the_server_with_both_parts(
     assert delivery.mail_from == "welcome@service.example"
     assert delivery.message["To"] == "ada@example.com"
     assert delivery.message["From"] == SENDER
-    assert delivery.message["Subject"] == welcome("welcome_subject.txt")
+    assert delivery.message["Subject"] == service.render("welcome_subject.txt").strip()
     assert delivery.message["Message-ID"] == job["result"]["message_id"]
     assert delivery.part("text/plain").strip() == welcome("welcome.txt")
     assert delivery.part("text/html").strip() == welcome("welcome.html")
@@ -162,7 +163,7 @@ def test_a_rerun_after_delivery_sends_nothing(
     # A redelivered or resumed job runs the unit of work again.
     result = asyncio.run(send_welcome(user_id=user["id"]))
 
-    assert result == {"to": "ada@example.com", "already_sent": True}
+    assert result == {"user_id": user["id"], "already_sent": True}
     assert len(smtp_server.deliveries) == 1
 
 
@@ -207,7 +208,8 @@ def test_a_rerun_after_a_crash_mid_send_fails_at_once_and_sends_nothing(
         asyncio.run(send_welcome(user_id=user.id))
 
     assert isinstance(raised.value, PermanentError)  # the job fails without another attempt
-    assert "delivery of the welcome email to ada@example.com is unknown" in str(raised.value)
+    # The job's error names the user by id: job errors and log lines carry no address.
+    assert f"delivery of the welcome email to user {user.id} is unknown" in str(raised.value)
     assert "it was not sent again, to avoid a duplicate" in str(raised.value)
     assert smtp_server.deliveries == []
 
@@ -286,3 +288,26 @@ def test_sent_emails_are_counted(
 
     assert counter("emails_sent_total") == sent_before + 1
     assert 'emails_sent_total{template="welcome"}' in client.get("/metrics").text
+
+
+def test_job_errors_and_log_lines_name_the_user_by_id_never_by_address(
+    client: TestClient,
+    smtp_server: SmtpServer,
+    wait_for_job: Wait,
+    service_log: Callable[[], str],
+) -> None:
+    # Servers quote the recipient in their replies: that text reaches the job and the logs.
+    smtp_server.rcpt_replies.append("550 5.1.1 <ada@example.com>: Recipient address rejected")
+    user = register(client)
+    job = wait_for_job(user["welcome_email_job_id"])
+
+    # The service's own lines (the test's SMTP server logs what it received, as it should).
+    logged = "\n".join(
+        line for line in service_log().splitlines() if '"logger": "mail.log"' not in line
+    )
+    assert job["status"] == "failed"
+    assert "SMTP server rejected the message" in logged  # the job's failure was logged
+    assert "SMTP server rejected the message: 550 5.1.1 <<address>>" in job["error"]
+    assert "ada@example.com" not in job["error"]
+    assert "ada@example.com" not in json.dumps(job["result"])
+    assert "ada@example.com" not in logged

@@ -9,8 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.types import Message
 
+from app.core.config import get_security_settings
 from app.features.embeddings.upload import MULTIPART_FRAMING_BYTES
 from tests.features.embeddings.fake_provider import EmbeddingsServer
+from tests.sample_work import create_sample_app
 
 Wait = Callable[..., dict[str, Any]]
 Configure = Callable[..., None]
@@ -306,6 +308,21 @@ def test_upload_over_the_limit_is_413_and_stores_nothing(
     assert json_response.status_code == file_response.status_code == 413
     assert f"limit of {len(body) - 1} bytes" in json_response.json()["detail"]
     assert stored_rows() == NOTHING_STORED
+
+
+def test_uploads_keep_their_own_limit_above_max_request_bytes(
+    client: TestClient, configure: Configure, monkeypatch: pytest.MonkeyPatch, wait_for_job: Wait
+) -> None:
+    monkeypatch.setenv("MAX_REQUEST_BYTES", "1000")
+    get_security_settings.cache_clear()
+    configure(max_upload_bytes=5000)
+    with TestClient(create_sample_app()) as small_bodies:
+        upload = small_bodies.post("/documents", files={"file": ("a.txt", b"x" * 4000)})
+        search = small_bodies.post("/documents/search", json={"query": "x" * 2000, "limit": 1})
+
+    assert upload.status_code == 202
+    assert search.status_code == 413
+    wait_for_job(upload.json()["job_id"])
 
 
 def test_upload_of_exactly_the_limit_is_accepted(

@@ -35,11 +35,16 @@ def wait_for_records() -> Callable[..., list[dict[str, Any]]]:
     """Poll `GET /logs/requests` with `filters` until `count` records match; returns them."""
 
     def wait(
-        client: TestClient, count: int = 1, timeout: float = 10.0, **filters: Any
+        client: TestClient,
+        count: int = 1,
+        timeout: float = 10.0,
+        headers: dict[str, str] | None = None,  # an ops key, where keys are set
+        **filters: Any,
     ) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         while True:
-            page = client.get("/logs/requests", params={**filters, "limit": 500}).json()
+            params = {**filters, "limit": 500}
+            page = client.get("/logs/requests", params=params, headers=headers).json()
             if page["total"] >= count:
                 records: list[dict[str, Any]] = page["items"]
                 return records

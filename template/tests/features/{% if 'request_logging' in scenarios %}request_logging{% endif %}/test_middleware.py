@@ -1,5 +1,6 @@
 """Every request is recorded, failures included, in far fewer transactions than requests."""
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -10,6 +11,7 @@ from sqlalchemy import event, func, select
 
 from app.core.database import get_engine, session_scope
 from app.features.request_logging.models import RequestRecord
+from tests.conftest import Keys
 from tests.sample_work import create_sample_app
 
 WaitForRecords = Callable[..., list[dict[str, Any]]]
@@ -131,3 +133,23 @@ def test_clean_shutdown_writes_what_is_still_buffered(
         assert count_records("/health") == 0
 
     assert count_records("/health") == 3
+
+
+def test_records_keep_no_query_string_and_no_credentials(
+    keys: Keys, wait_for_records: WaitForRecords
+) -> None:
+    path = "/jobs/00000000-0000-0000-0000-000000000000"
+    secrets = ["ada@example.com", "s3cret-query", "s3cret-cookie", keys.client]
+    with TestClient(create_sample_app()) as client:
+        client.get(
+            f"{path}?email=ada@example.com&token=s3cret-query",
+            headers={**keys.auth(keys.client), "Cookie": "session=s3cret-cookie"},
+        )
+        [record] = wait_for_records(client, path=path, headers=keys.auth(keys.ops))
+    with session_scope() as session:
+        rows = session.scalars(select(RequestRecord)).all()
+        stored = json.dumps([row.__dict__ for row in rows], default=str)
+
+    assert record["path"] == path
+    assert record["status"] == 404
+    assert [secret for secret in secrets if secret in stored] == []

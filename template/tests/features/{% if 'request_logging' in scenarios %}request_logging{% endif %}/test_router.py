@@ -134,11 +134,11 @@ def test_metadata_larger_than_the_setting_is_refused_with_422(
 
 def test_metadata_is_bounded_by_default(client: TestClient) -> None:
     limit = get_request_log_settings().max_metadata_bytes
-    too_large = {"blob": "x" * limit}  # over the limit once it is JSON
+    over_the_limit = {"blob": "x" * limit}  # and well under MAX_REQUEST_BYTES
 
     response = client.post(
         "/conversations/c1/messages",
-        json={"role": "user", "content": "hi", "metadata": too_large},
+        json={"role": "user", "content": "hi", "metadata": over_the_limit},
     )
 
     assert response.status_code == 422
