@@ -94,8 +94,10 @@ VERSION_MODULE = '''"""`GET /version`: the template release this project was las
 
 from fastapi import APIRouter
 
+from app.core.security import Public
+
 TEMPLATE_RELEASE = "0.2.0"
-router = APIRouter()
+router = APIRouter(dependencies=[Public])
 
 
 @router.get("/version")

@@ -134,15 +134,16 @@ class SecuritySettings(BaseSettings):
     # (with a warning) while no key is set.
     environment: Literal["development", "production"] = "development"
     # Comma-separated. Client keys call the feature endpoints; ops keys call those too, and
-    # the operator endpoints (/logs/*, job administration, /metrics if it requires a key).
+    # the operator endpoints (job administration, a feature's log analysis, /metrics if it
+    # requires a key).
     api_keys: SecretStr | None = None
     ops_api_keys: SecretStr | None = None
     # Prometheus scrapes /metrics without a key unless this is true (then an ops key).
     metrics_require_key: bool = False
     # /docs, /redoc and /openapi.json are served in development; in production only if true.
     docs_in_production: bool = False
-    # Largest request body; uploads with a limit of their own (EMBEDDINGS_MAX_UPLOAD_BYTES)
-    # are bounded by that instead.
+    # Largest request body; an upload with a limit of its own (a feature's setting) is
+    # bounded by that instead.
     max_request_bytes: int = Field(default=1_048_576, ge=1)
 
     @field_validator("api_keys", "ops_api_keys")
@@ -193,7 +194,7 @@ class RateLimitSettings(BaseSettings):
     # endpoint that creates background work. Several limits: "60/minute;1000/hour".
     rate_limit: str = "60/minute"
     # Where the counts live. Empty: the Redis the service already uses (a Redis Celery
-    # broker, or a Redis CACHE_URL), so every process shares them; else this process's memory.
+    # broker, or a feature's Redis cache), so every process shares them; else this process's memory.
     rate_limit_storage_url: str = ""
     # Redis keys start with this, so several services can share one Redis.
     rate_limit_key_prefix: str = "rate_limit"

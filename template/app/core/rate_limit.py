@@ -4,7 +4,7 @@ An endpoint opts in with `dependencies=[RateLimit]`, after its scope (router-lev
 always come first). Callers are counted by API key, or by client address while the service
 runs without keys; every opted-in endpoint draws from the caller's one budget. Over it: 429
 with `Retry-After`. Counts live in the Redis the service already has (a Redis Celery
-broker, or a Redis CACHE_URL), so every API process shares them, or else in this
+broker, or a feature's Redis cache), so every API process shares them, or else in this
 process's memory; `RATE_LIMIT_STORAGE_URL` picks another place.
 """
 
@@ -43,7 +43,7 @@ def shared_redis_url() -> str | None:
     """The Redis the service already uses: the first settings object offering one.
 
     A settings class offers its Redis with a `shared_redis_url` property (Celery's broker,
-    the cache_updates scenario's cache), so core code needs no import of either.
+    a feature's cache), so core code needs no import of either.
     """
     for getter in registered_getters():
         url = getattr(getter(), "shared_redis_url", None)
