@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from fastapi import Depends, HTTPException, Request, status
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from prometheus_client import Counter
 
@@ -80,12 +80,18 @@ def open_storage(url: str, key_prefix: str) -> Storage:
 
 
 class RateLimiter:
-    """A sliding-window count per caller: constant memory per caller, smooth at the edges."""
+    """An exact count of each caller's requests in the last window (a moving window).
+
+    Not limits' sliding-window counter: it weighs the previous window's count and floors
+    it, so just after a window boundary a caller gets one request more than the limit.
+    The moving window keeps one timestamp per allowed request (at most the limit per
+    caller) and is exact.
+    """
 
     def __init__(self, storage: Storage, items: list[RateLimitItem]) -> None:
         self.storage = storage
         self.items = items
-        self.strategy = SlidingWindowCounterRateLimiter(storage)
+        self.strategy = MovingWindowRateLimiter(storage)
 
     async def retry_after(self, identity: str) -> int | None:
         """Count one request of `identity`: None if allowed, else the seconds to wait."""

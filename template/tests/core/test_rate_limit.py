@@ -2,6 +2,7 @@
 
 import importlib.util
 import logging
+import time
 from functools import lru_cache
 from typing import Any
 
@@ -44,6 +45,22 @@ def test_work_past_the_limit_is_refused_with_429_and_retry_after(limit: int) -> 
     assert refused.status_code == 429
     assert 1 <= int(refused.headers["Retry-After"]) <= 60
     assert "3 per 1 minute" in refused.json()["detail"]
+
+
+def test_the_limit_holds_across_a_minute_boundary(
+    limit: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The requests straddle the turn of a clock minute: a count per calendar window would
+    # forget (or, weighted and floored, under-count) the ones before it.
+    clock = [(time.time() // 60 + 1) * 60 - 0.5]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    with TestClient(create_sample_app()) as client:
+        before = [enqueue(client).status_code for _ in range(limit)]
+        clock[0] += 1.0
+        after = enqueue(client)
+
+    assert before == [202] * limit
+    assert after.status_code == 429
 
 
 def test_each_key_has_its_own_budget(
