@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 from app.core.config import get_settings
-from app.core.database import init_db, reset_database_state
+from app.core.database import reset_database_state
+from app.core.migrate import upgrade_to_heads
 from app.features.embeddings import service
 from app.features.embeddings.config import get_embeddings_settings
 from app.features.embeddings.embedders import get_embedder
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["DATABASE_URL"] = args.database_url or f"sqlite:///{Path(scratch) / 'bench.db'}"
         get_settings.cache_clear()
         reset_database_state()
-        init_db()
+        upgrade_to_heads()
         settings = get_embeddings_settings()
         embedder = get_embedder()
         rng = random.Random(42)

@@ -6,7 +6,8 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import select, update
 
-from app.core.database import init_db, session_scope
+from app.core.database import session_scope
+from app.core.migrate import upgrade_to_heads
 from app.features.embeddings import service
 from app.features.embeddings.embedders import HashingEmbedder
 from app.features.embeddings.models import Chunk, Document, DocumentStatus, SourceFormat
@@ -103,7 +104,7 @@ def test_short_text_is_one_chunk() -> None:
 
 @pytest.fixture
 def tables() -> None:
-    init_db()
+    upgrade_to_heads()
 
 
 def new_document(text: str, source_format: SourceFormat = SourceFormat.TEXT) -> uuid.UUID:
