@@ -10,7 +10,6 @@ from typing import Annotated, Any
 from fastapi import Depends
 from sqlalchemy import DateTime, Dialect, Engine, TypeDecorator, create_engine, event
 from sqlalchemy.engine import ExceptionContext, make_url
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from app.core.config import get_settings
@@ -38,7 +37,7 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 
 class Base(DeclarativeBase):
-    """Base class of every table; `init_db` creates what is registered on it."""
+    """Base class of every table; migrations (app/core/migrate.py) create what is registered on it."""
 
 
 SQLITE_READONLY = 8  # the primary result code, whatever the extended one says
@@ -113,22 +112,6 @@ def get_session() -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
-
-
-def init_db() -> None:
-    """Create missing tables for every model imported so far."""
-    # Processes starting together on an empty database (the API and a worker, replicas)
-    # race to create the same tables: the loser's CREATE fails ("already exists", or a
-    # unique violation in PostgreSQL's catalog), and looking again skips what the winner
-    # made. Each failure means one more table made, so tries are bounded by their number.
-    tries = len(Base.metadata.tables) + 1
-    for attempt in range(1, tries + 1):
-        try:
-            Base.metadata.create_all(get_engine())
-            return
-        except DBAPIError:
-            if attempt == tries:
-                raise
 
 
 def reset_database_state() -> None:

@@ -6,7 +6,8 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import select, update
 
-from app.core.database import init_db, session_scope
+from app.core.database import session_scope
+from app.core.migrate import upgrade_to_heads
 from app.features.embeddings import index, service
 from app.features.embeddings.embedders import HashingEmbedder
 from app.features.embeddings.models import Chunk, Document, DocumentStatus, SourceFormat
@@ -21,7 +22,7 @@ WORDS = " ".join(f"w{i:03d}" for i in range(100))  # 100 words of 4 letters: 499
 
 @pytest.fixture
 def tables() -> None:
-    init_db()
+    upgrade_to_heads()
 
 
 def new_document(text: str, source_format: SourceFormat = SourceFormat.TEXT) -> uuid.UUID:
