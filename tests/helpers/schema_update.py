@@ -21,7 +21,7 @@ ALL_SCENARIOS = ["email", "embeddings", "request_logging", "cache_updates"]
 # the old release and today's. `seed` writes rows to every table and remembers what it
 # read; `check` reads them back, writes new ones, and fails on any 5xx.
 SERVICE_SCRIPT = r"""
-import json, sys
+import json, sys, time
 from pathlib import Path
 from fastapi.testclient import TestClient
 from app.main import app
@@ -57,7 +57,12 @@ with TestClient(app) as client:
             state["user"] = call("GET", f"/users/{user['id']}", 200).json()
         if "embeddings" in scenarios:
             document = call("POST", "/documents", json={"title": "Old", "text": "kept words " * 50}).json()
-            state["document"] = call("GET", f"/documents/{document['id']}", 200).json()
+            for _ in range(200):  # embedded in the background
+                state["document"] = call("GET", f"/documents/{document['id']}", 200).json()
+                if state["document"]["status"] in ("ready", "failed"):
+                    break
+                time.sleep(0.05)
+            assert state["document"]["status"] == "ready", state["document"]
         if "request_logging" in scenarios:
             call("POST", "/conversations/old/messages", json={"role": "user", "content": "hello"})
             state["messages"] = call("GET", "/conversations/old/messages", 200).json()["items"]
