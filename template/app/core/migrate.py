@@ -1,7 +1,6 @@
 """Schema migrations: bring the database to the code's heads at start-up, one process at a time."""
 
 import argparse
-import fcntl
 import importlib
 import importlib.util
 import logging
@@ -10,11 +9,11 @@ import pkgutil
 import re
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from alembic import command, op
 from alembic.config import Config
@@ -122,43 +121,41 @@ def schema_problem() -> str | None:
 def migration_lock(engine: Engine) -> Iterator[Connection]:
     """A connection in a transaction that only one process at a time holds, for the upgrade."""
     url = make_url(str(engine.url))
-    lock_file = None
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        # SQLite has no lock a process can wait on across transactions: a file beside it.
-        lock_file = open(f"{url.database}.migrate.lock", "a+b")  # noqa: SIM115
-    try:
-        if lock_file is not None:
+    with ExitStack() as stack:
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            # SQLite has no lock a process can wait on across transactions: a file beside it.
+            stack.enter_context(file_lock(Path(f"{url.database}.migrate.lock")))
+        connection = stack.enter_context(engine.begin())
+        if engine.dialect.name == "postgresql":
+            # Held until this transaction ends; PostgreSQL runs DDL inside transactions, so
+            # the whole upgrade commits at once or not at all.
+            key = ADVISORY_LOCK_KEY
             _wait(
-                lambda: _try_flock(lock_file.fileno()),
-                lambda: fcntl.flock(lock_file, fcntl.LOCK_EX),
+                lambda: bool(connection.scalar(select(func.pg_try_advisory_xact_lock(key)))),
+                lambda: connection.execute(select(func.pg_advisory_xact_lock(key))),
             )
-        with engine.begin() as connection:
-            if engine.dialect.name == "postgresql":
-                # Held until this transaction ends; PostgreSQL runs DDL inside transactions,
-                # so the whole upgrade commits at once or not at all.
-                _wait(
-                    lambda: bool(
-                        connection.scalar(select(func.pg_try_advisory_xact_lock(ADVISORY_LOCK_KEY)))
-                    ),
-                    lambda: connection.execute(
-                        select(func.pg_advisory_xact_lock(ADVISORY_LOCK_KEY))
-                    ),
-                )
-            yield connection
-    finally:
-        if lock_file is not None:
-            lock_file.close()  # releases the lock
+        yield connection
 
 
-def _try_flock(fd: int) -> bool:
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path`, released when the file closes (also if the process dies)."""
+    with path.open("a+b") as lock:
+        if sys.platform != "win32":  # Windows has no fcntl: SQLite there is for development
+            import fcntl
+
+            def try_now() -> bool:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return False
+                return True
+
+            _wait(try_now, lambda: fcntl.flock(lock, fcntl.LOCK_EX))
+        yield
 
 
-def _wait(try_now: Any, block: Any) -> None:
+def _wait(try_now: Callable[[], bool], block: Callable[[], object]) -> None:
     if try_now():
         return
     logger.info("another process is upgrading the database schema: waiting for it")

@@ -1,14 +1,35 @@
 """Alembic environment: the service's DATABASE_URL, and every model on the shared metadata."""
 
+from typing import Any, Literal
+
 from alembic import context
+from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import Connection
 
-from app.core.database import Base, create_db_engine
+from app.core.database import Base, UtcDateTime, create_db_engine
 from app.core.migrate import import_models
 
 config = context.config
 import_models()
 target_metadata = Base.metadata
+
+
+def render_item(kind: str, obj: Any, autogen: AutogenContext) -> str | Literal[False]:
+    """Autogenerate writes the core's column types as importable names, not `app.core...`."""
+    if kind == "type" and isinstance(obj, UtcDateTime):
+        autogen.imports.add("from app.core.database import UtcDateTime")
+        return "UtcDateTime()"
+    return False
+
+
+def include_name(name: str | None, kind: str, _parents: Any) -> bool:
+    """Compare only tables some model declares.
+
+    A removed scenario's tables stay in the database with their rows (on purpose), and
+    other software may share it: autogenerate must not offer to drop them. Dropping a
+    table is a revision written by hand.
+    """
+    return kind != "table" or name in target_metadata.tables
 
 
 def run_migrations(connection: Connection) -> None:
@@ -18,7 +39,8 @@ def run_migrations(connection: Connection) -> None:
         # SQLite alters a table by copying it: batch operations do that for it.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
-        compare_server_default=False,
+        render_item=render_item,
+        include_name=include_name,
     )
     with context.begin_transaction():
         context.run_migrations()
