@@ -82,6 +82,16 @@ def first_uncarriable(value: Any, max_depth: int = MAX_JSON_DEPTH) -> tuple[Loca
     return None
 
 
+def refuse_uncarriable(body: Any) -> None:
+    """Raise the 422 for a parsed JSON body `first_uncarriable` finds fault with."""
+    found = first_uncarriable(body)
+    if found is not None:
+        location, reason = found
+        raise RequestValidationError(
+            [{"type": "value_error", "loc": ("body", *location), "msg": f"Value error, {reason}"}]
+        )
+
+
 def is_json(content_type: str | None) -> bool:
     media = (content_type or "").partition(";")[0].strip().lower()
     return media == "application/json" or (
@@ -107,12 +117,7 @@ async def check_json_body(request: Request) -> None:
         raise RequestValidationError(
             [{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error", "input": {}}]
         ) from None
-    found = first_uncarriable(body)
-    if found is not None:
-        location, reason = found
-        raise RequestValidationError(
-            [{"type": "value_error", "loc": ("body", *location), "msg": f"Value error, {reason}"}]
-        )
+    refuse_uncarriable(body)
 
 
 # Declared by the app for every route (see app/main.py).
