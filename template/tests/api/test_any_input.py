@@ -58,6 +58,9 @@ def service() -> Iterator[TestClient]:
         yield client
 
 
+# The service's own threads draw from `random` (retry and cache-expiry jitter) while
+# Hypothesis draws the next request, which it takes for a strategy using `random`.
+@pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
 @pytest.mark.parametrize("operation", operations(), ids=lambda operation: operation.label)
 @settings(
     # Bounded: this runs for every operation of every rendered combination.
