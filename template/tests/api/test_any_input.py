@@ -64,7 +64,7 @@ def service() -> Iterator[TestClient]:
 @pytest.mark.parametrize("operation", operations(), ids=lambda operation: operation.label)
 @settings(
     # Bounded: this runs for every operation of every rendered combination.
-    max_examples=20,
+    max_examples=12,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
