@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     # lease ran out (its process died) is taken over by another process or the next start.
     job_lease_seconds: float = Field(default=30.0, gt=0)
 
+    # Error reporting: unhandled request errors and jobs that fail for good go to Sentry
+    # (or a Sentry-compatible service) when a DSN is set; nothing is sent otherwise.
+    sentry_dsn: SecretStr | None = None
+    sentry_environment: str | None = None  # default: ENVIRONMENT
+    sentry_release: str | None = None
+
     @field_validator("database_url")
     @classmethod
     def _use_psycopg3(cls, url: str) -> str:

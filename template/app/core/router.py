@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from app.core.database import check_database
 from app.core.metrics import render_metrics
 from app.core.security import MetricsScope, Public
+from app.jobs.metrics import QueueCollector
 from app.tasks import check_backend
 
 router = APIRouter(tags=["ops"])
@@ -32,5 +33,5 @@ async def health(response: Response) -> Health:
 
 @router.get("/metrics", include_in_schema=False, dependencies=[MetricsScope])
 async def metrics() -> Response:
-    body, content_type = await run_in_threadpool(render_metrics)
+    body, content_type = await run_in_threadpool(render_metrics, [QueueCollector()])
     return Response(body, media_type=content_type)
