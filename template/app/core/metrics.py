@@ -68,6 +68,20 @@ class HttpMetricsMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        # The labelled series of each (route, method, status class), looked up once: a
+        # `labels()` call takes a lock and checks its values, each time. Bounded, as the
+        # label values are.
+        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def series(self, route: str, method: str, status_class: int) -> tuple[Counter, Histogram]:
+        key = (route, method, status_class)
+        found = self._series.get(key)
+        if found is None:
+            found = self._series[key] = (
+                HTTP_REQUESTS.labels(route, method, f"{status_class}xx"),
+                HTTP_DURATION.labels(route, method),
+            )
+        return found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -87,10 +101,10 @@ class HttpMetricsMiddleware:
             await self.app(scope, receive, send_with_status)
         finally:
             HTTP_IN_FLIGHT.dec()
-            route = route_template(scope)
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
-            HTTP_REQUESTS.labels(route, method, f"{status // 100}xx").inc()
-            HTTP_DURATION.labels(route, method).observe(time.perf_counter() - started)
+            requests, duration = self.series(route_template(scope), method, status // 100)
+            requests.inc()
+            duration.observe(time.perf_counter() - started)
 
 
 def metrics_registry() -> CollectorRegistry:

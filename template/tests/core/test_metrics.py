@@ -1,12 +1,16 @@
 """HTTP metrics: labelled by route template and status class, with a bounded label set."""
 
+import json
 import uuid
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
 from app.core.metrics import UNMATCHED_ROUTE
+from app.core.tracing import tracing_enabled
+from bench.observability import main
 
 
 def requests_count(route: str, method: str, status: str) -> float:
@@ -80,3 +84,19 @@ def test_unknown_methods_share_one_label(client: TestClient) -> None:
         "/health", "OTHER", "4xx"
     )
     assert after == before + 3
+
+
+def test_the_middleware_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """It still runs and reports each figure (not a test of speed: no figure is judged)."""
+    figures = main(["--smoke"])
+
+    assert set(figures) == {
+        "bare_cpu_us",
+        "metrics_cpu_us",
+        "metrics_overhead_cpu_us",
+        "traced_cpu_us",
+        "tracing_overhead_cpu_us",
+    }
+    assert figures["bare_cpu_us"] > 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1]) == figures
+    assert not tracing_enabled()  # it leaves the process as it found it
