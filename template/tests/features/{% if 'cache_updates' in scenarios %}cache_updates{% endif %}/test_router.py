@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from fakeredis import FakeServer
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
@@ -233,3 +234,17 @@ def test_metrics_count_hits_misses_and_refreshes(
         sample("cache_refreshes_total", entry="item", outcome="stored") == before["refreshes"] + 1
     )
     assert "cache_refreshes_total" in client.get("/metrics").text
+
+
+def test_health_reports_a_redis_cache_that_stops_answering(
+    client: TestClient, cache_url: str, redis_server: FakeServer
+) -> None:
+    assert client.get("/health").json()["components"]["cache"] == "ok"
+
+    redis_server.connected = False  # Redis goes away; the in-process cache cannot
+
+    health = client.get("/health")
+    if cache_url == "memory://":
+        assert (health.status_code, health.json()["components"]["cache"]) == (200, "ok")
+    else:
+        assert (health.status_code, health.json()["components"]["cache"]) == (503, "down")
