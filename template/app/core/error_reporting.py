@@ -21,7 +21,7 @@ def configure_error_reporting() -> bool:
     sentry_sdk.init(
         dsn=settings.sentry_dsn.get_secret_value(),
         environment=settings.sentry_environment or get_security_settings().environment,
-        release=settings.sentry_release,
+        release=settings.sentry_release or None,  # an empty line in .env means unset
         # What clients sent stays here: no headers, bodies, addresses or cookies (the SDK's
         # default without `send_default_pii`/`data_collection`), and no local variables in
         # stack frames (a job's arguments are someone's email, a message).
