@@ -4,7 +4,7 @@ from __future__ import annotations  # the SDK's types, imported for type checkin
 
 import os
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING
 
 from opentelemetry import propagate, trace
@@ -126,8 +126,9 @@ def current_traceparent() -> str | None:
     return carrier.get("traceparent")
 
 
-@contextmanager
-def job_span(kind: str, job_id: str, traceparent: str | None) -> Iterator[Span | None]:
+def job_span(
+    kind: str, job_id: str, traceparent: str | None
+) -> AbstractContextManager[Span | None]:
     """A span for one attempt of a job, a child of the request that enqueued it.
 
     The parent comes from the job's stored `traceparent` only, never from whatever span is
@@ -135,10 +136,16 @@ def job_span(kind: str, job_id: str, traceparent: str | None) -> Iterator[Span |
     in a Celery worker, or when another process takes the job over.
     """
     if _tracer is None:
-        yield None
-        return
+        return nullcontext()  # tracing off: no generator to drive for each attempt
+    return _job_span(_tracer, kind, job_id, traceparent)
+
+
+@contextmanager
+def _job_span(
+    tracer: trace.Tracer, kind: str, job_id: str, traceparent: str | None
+) -> Iterator[Span]:
     parent = propagate.extract({"traceparent": traceparent} if traceparent else {})
-    with _tracer.start_as_current_span(
+    with tracer.start_as_current_span(
         f"job {kind}",
         context=parent,
         kind=SpanKind.CONSUMER,

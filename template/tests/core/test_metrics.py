@@ -96,6 +96,7 @@ def test_the_middleware_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> No
         "metrics_overhead_cpu_us",
         "traced_cpu_us",
         "tracing_overhead_cpu_us",
+        "job_hooks_tracing_off_cpu_ns",
     }
     assert figures["bare_cpu_us"] > 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1]) == figures

@@ -58,7 +58,7 @@ def test_backlog_by_kind_and_oldest_age() -> None:
 
 def test_backlog_drains_to_nothing(client: TestClient, wait_for_job: Any) -> None:
     job_ids = [
-        client.post("/samples/sleep", json={"seconds": 0.2}).json()["job_id"] for _ in range(3)
+        client.post("/samples/sleep", json={"seconds": 2}).json()["job_id"] for _ in range(3)
     ]
     assert backlog(client.get("/metrics").text) == 3
 
