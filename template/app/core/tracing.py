@@ -97,10 +97,6 @@ def configure_tracing(exporter: SpanExporter | None = None) -> TracerProvider | 
         # Batches leave from a thread of their own (OTEL_BSP_* variables), off the request.
         provider.add_span_processor(BatchSpanProcessor(configured))
     _provider, _tracer = provider, provider.get_tracer("app")
-    if exporter is None:
-        # Also the process's global provider (settable once): spans a unit of work starts
-        # with `opentelemetry.trace.get_tracer(__name__)` are children of its job's span.
-        trace.set_tracer_provider(provider)
     return provider
 
 
