@@ -96,6 +96,8 @@ def configure_tracing(exporter: SpanExporter | None = None) -> TracerProvider | 
     for configured in exporters_from_env() if exporter is None else []:
         # Batches leave from a thread of their own (OTEL_BSP_* variables), off the request.
         provider.add_span_processor(BatchSpanProcessor(configured))
+    # Not the global provider: FastAPI's native telemetry (0.165+) traces with that one, and
+    # would wrap each request in spans of its own around ours. One request span, here.
     _provider, _tracer = provider, provider.get_tracer("app")
     return provider
 
