@@ -114,6 +114,13 @@ async def carry(value: Any) -> str:
     return type(value).__name__
 
 
+@task("samples.refuse")
+async def refuse(secret: str) -> None:
+    """Fails for good; its argument stands for what a client sent (never reported)."""
+    logger.info("refusing work of %d characters", len(secret))
+    raise PermanentError("this input can never succeed")
+
+
 class Enqueued(BaseModel):
     job_id: uuid.UUID
     status_at_enqueue: str
@@ -123,7 +130,7 @@ class Enqueued(BaseModel):
 router = APIRouter(prefix="/samples", dependencies=[ClientScope, RateLimit])
 UNITS = {
     unit.name.removeprefix("samples."): unit
-    for unit in (echo, flaky, permanent, sleep, block, stubborn, fail_slowly, carry)
+    for unit in (echo, flaky, permanent, refuse, sleep, block, stubborn, fail_slowly, carry)
 }
 
 

@@ -181,11 +181,11 @@ def release_renamed_setting_and_moved_module(repo: Path) -> None:
     (repo / "template" / MOVED_FROM).rename(repo / "template" / MOVED_TO)
     main = repo / "template/app/main.py.jinja"
     edit(main, "from app.core.memory import freeze_start_up_objects\n", "")
-    edit(  # where isort puts it: after app.core.security, before app.core.validation
+    edit(  # where isort puts it: after app.core.security, before app.core.tracing
         main,
-        "from app.core.validation import request_validation_error\n",
+        "from app.core.tracing import TracingMiddleware, configure_tracing, flush_tracing\n",
         "from app.core.startup import freeze_start_up_objects\n"
-        "from app.core.validation import request_validation_error\n",
+        "from app.core.tracing import TracingMiddleware, configure_tracing, flush_tracing\n",
     )
     readme = repo / "template/README.md.jinja"
     readme.write_text(readme.read_text().replace(MOVED_FROM, MOVED_TO))

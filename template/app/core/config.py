@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     # off when a deploy step runs `python -m app.core.migrate` before the service starts.
     migrate_on_start: bool = True
 
+    # Error reporting: unhandled request errors and jobs that fail for good go to Sentry
+    # (or a Sentry-compatible service) when a DSN is set; nothing is sent otherwise.
+    sentry_dsn: SecretStr | None = None
+    sentry_environment: str | None = None  # default: ENVIRONMENT
+    sentry_release: str | None = None
+
     @field_validator("database_url")
     @classmethod
     def _use_psycopg3(cls, url: str) -> str:

@@ -9,6 +9,8 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import TextIO
 
+from opentelemetry import trace
+
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 job_id_var: ContextVar[str | None] = ContextVar("job_id", default=None)
 
@@ -23,6 +25,11 @@ class ContextFilter(logging.Filter):
         # Ids passed explicitly with `extra=` win over the ambient ones.
         record.request_id = getattr(record, "request_id", None) or request_id_var.get()
         record.job_id = getattr(record, "job_id", None) or job_id_var.get()
+        # The span the line was written in (tracing on): a log search finds the trace.
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:
+            record.trace_id = format(span.trace_id, "032x")
+            record.span_id = format(span.span_id, "016x")
         return True
 
 
@@ -52,7 +59,7 @@ class ConsoleFormatter(logging.Formatter):
         line = super().formatMessage(record)
         ids = [
             f"{name}={value}"
-            for name in ("request_id", "job_id")
+            for name in ("request_id", "job_id", "trace_id")
             if (value := getattr(record, name, None))
         ]
         return f"{line} [{' '.join(ids)}]" if ids else line

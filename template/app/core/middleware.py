@@ -14,7 +14,9 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.config import get_security_settings
+from app.core.error_reporting import report_request_error
 from app.core.logging import request_id_var
+from app.core.metrics import route_template
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +76,7 @@ async def internal_error(request: Request, exc: Exception) -> Response:
         exc_info=exc,
         extra={"request_id": request_id},
     )
+    report_request_error(exc, request.method, route_template(request.scope), request_id)
     headers = {HEADER: request_id} if request_id else None
     return PlainTextResponse("Internal Server Error", status_code=500, headers=headers)
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from app.core.metrics import render_metrics
 from app.core.migrate import schema_problem
 from app.core.security import MetricsScope, Public
+from app.jobs.metrics import QueueCollector
 from app.jobs.service import get_job_store
 from app.tasks import check_backend
 
@@ -74,5 +75,5 @@ async def health(request: Request, response: Response) -> Health:
 
 @router.get("/metrics", include_in_schema=False, dependencies=[MetricsScope])
 async def metrics() -> Response:
-    body, content_type = await run_in_threadpool(render_metrics)
+    body, content_type = await run_in_threadpool(render_metrics, [QueueCollector()])
     return Response(body, media_type=content_type)

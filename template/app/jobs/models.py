@@ -32,5 +32,8 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text)
     result: Mapped[Any | None] = mapped_column(JSON)
     request_id: Mapped[str | None] = mapped_column(String(128))
+    # The W3C `traceparent` of the request that enqueued the job (tracing on): each attempt's
+    # span joins that trace, wherever and however late it runs.
+    trace_context: Mapped[str | None] = mapped_column(String(512))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -59,7 +59,13 @@ class JobStore:
     def __init__(self, writer: GroupCommitWriter) -> None:
         self.writer = writer
 
-    async def create(self, kind: str, args: dict[str, Any], request_id: str | None) -> uuid.UUID:
+    async def create(
+        self,
+        kind: str,
+        args: dict[str, Any],
+        request_id: str | None,
+        trace_context: str | None = None,
+    ) -> uuid.UUID:
         """Insert a `queued` row and wait for its commit: the job exists before any work starts."""
         job_id = uuid.uuid4()
         now = utcnow()
@@ -72,6 +78,7 @@ class JobStore:
             "error": None,
             "result": None,
             "request_id": request_id,
+            "trace_context": trace_context,
             "created_at": now,
             "updated_at": now,
         }

@@ -9,8 +9,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from app.core.error_reporting import report_job_failure
 from app.core.logging import log_context
 from app.core.metrics import JOB_DURATION, JOBS
+from app.core.tracing import annotate_attempt, job_span, mark_failed
 from app.jobs.service import get_job_store
 from app.tasks.interface import PermanentError, Task, backoff_seconds, get_task
 
@@ -37,6 +39,7 @@ async def fail(
     await get_job_store().fail(job_id, error)
     JOBS.labels(name, "failed").inc()
     logger.error("job failed: %s", error, exc_info=exc, extra={"kind": name})
+    report_job_failure(name, job_id, error, exc)
     return Outcome("failed", error=error)
 
 
@@ -78,6 +81,7 @@ async def run_attempt(
     attempt: int | None = None,
     *,
     sync_in_thread: bool = True,
+    trace_context: str | None = None,
 ) -> Outcome:
     """Run the unit of work once. Both backends call this; only how they wait differs.
 
@@ -85,7 +89,23 @@ async def run_attempt(
     job row is asked (a message redelivered after its worker died looks like a first try).
     `sync_in_thread=False` runs a sync unit on the caller's thread (`Task.run_here`): for an
     event loop that serves this one job, where a time limit can then interrupt the work.
+    `trace_context` is the job's stored `traceparent`: the attempt is a span in that trace.
     """
+    with job_span(name, str(job_id), trace_context) as span:
+        outcome = await _run_attempt(name, job_id, kwargs, request_id, attempt, sync_in_thread)
+        if outcome.error is not None:
+            mark_failed(span, outcome.error)
+        return outcome
+
+
+async def _run_attempt(
+    name: str,
+    job_id: uuid.UUID,
+    kwargs: dict[str, Any],
+    request_id: str | None,
+    attempt: int | None,
+    sync_in_thread: bool,
+) -> Outcome:
     store = get_job_store()
     with log_context(request_id=request_id, job_id=str(job_id)):
         try:
@@ -97,6 +117,7 @@ async def run_attempt(
             # Delivered again after its process died mid-run, more often than allowed:
             # stop here rather than loop forever on work that keeps killing workers.
             return await fail(name, job_id, f"gave up after {attempt - 1} interrupted attempts")
+        annotate_attempt(attempt)
         logger.info("job started", extra={"kind": name, "attempt": attempt})
         started = time.perf_counter()
         try:
