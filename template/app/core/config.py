@@ -5,6 +5,7 @@ import importlib.util
 import pkgutil
 import re
 from collections.abc import Callable
+from datetime import timedelta
 from functools import lru_cache
 from typing import Literal, Self, TypeVar, get_type_hints
 
@@ -24,6 +25,17 @@ def settings_getter(getter: G) -> G:
     return getter
 
 
+def duration_seconds(value: object) -> object:
+    """A duration variable given as a number of seconds ("3600"), as pydantic reads numbers.
+
+    From the environment every value is a string, and pydantic parses a string as ISO 8601
+    (P30D, PT1H) only.
+    """
+    if isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*", value):
+        return float(value)
+    return value
+
+
 class Settings(BaseSettings):
     """Settings shared by the whole service; each feature keeps its own in its `config.py`."""
 
@@ -40,6 +52,25 @@ class Settings(BaseSettings):
     # BackgroundTasks: a process renews its jobs' leases every third of this; a job whose
     # lease ran out (its process died) is taken over by another process or the next start.
     job_lease_seconds: float = Field(default=30.0, gt=0)
+    # Retention (durations in seconds or ISO 8601, e.g. P30D, PT1H): finished jobs older
+    # than this are deleted; failed ones after JOB_FAILED_RETENTION if set.
+    job_retention: timedelta = timedelta(days=30)
+    job_failed_retention: timedelta | None = None
+    # How often the retention job runs, and the rows it deletes per transaction.
+    retention_every: timedelta = timedelta(hours=1)
+    retention_batch: int = Field(default=1000, ge=1)
+
+    @field_validator("job_retention", "job_failed_retention", "retention_every", mode="before")
+    @classmethod
+    def _seconds_or_iso(cls, value: object) -> object:
+        return duration_seconds(value)
+
+    @field_validator("job_retention", "job_failed_retention", "retention_every")
+    @classmethod
+    def _positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError("must be a positive duration: seconds (3600) or ISO 8601 (PT1H, P30D)")
+        return value
 
     @field_validator("database_url")
     @classmethod
