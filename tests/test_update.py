@@ -18,7 +18,17 @@ from tests.conftest import (
     choice_values,
     project_env,
     run,
+    sync_project,
     tool,
+)
+from tests.helpers.schema_update import (
+    ALL_SCENARIOS,
+    PRE_MIGRATION_REVISIONS,
+    alembic_check,
+    columns,
+    history_repo,
+    release_items_sku,
+    use_service,
 )
 from tests.helpers.update import (
     GIT_ENV,
@@ -386,3 +396,80 @@ def test_check_update_tells_a_project_behind_the_latest_tag_from_one_up_to_date(
         "current_version": "0.1.0",
         "latest_version": "0.3.0",
     }
+
+
+# Schema migrations across updates: projects rendered from main before migrations existed
+# (create_all databases, used), updated with the real `copier update`.
+
+
+@pytest.fixture(scope="module")
+def pre_migration_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    repo = tmp_path_factory.mktemp("history") / "template"
+    return repo, history_repo(repo)
+
+
+@pytest.mark.parametrize("old", range(len(PRE_MIGRATION_REVISIONS)), ids=PRE_MIGRATION_REVISIONS)
+def test_a_project_from_before_migrations_updates_and_serves_its_old_rows(
+    pre_migration_repo: tuple[Path, list[str]], tmp_path: Path, old: int
+) -> None:
+    repo, tags = pre_migration_repo
+    project = generate(repo, tmp_path / "my-service", tags[old], scenarios=ALL_SCENARIOS)
+    sync_project(project)
+    database = tmp_path / "service.db"  # outside the project: the update needs a clean tree
+    use_service(project, "seed", database, ALL_SCENARIOS)
+    assert not (project / "app/core/migrate.py").exists()  # the old release: create_all
+
+    copier("update", "--defaults", "--vcs-ref", "v1.0.0", cwd=project)
+
+    assert_no_conflicts(project)
+    sync_project(project)
+    served = use_service(project, "check", database, ALL_SCENARIOS)
+    assert " 500" not in served
+    assert "welcome_email_sending_at" in columns(database, "users")
+    assert "No new upgrade operations detected" in alembic_check(project, database)
+
+
+def test_a_release_adding_a_column_reaches_the_database_of_an_updated_project(
+    pre_migration_repo: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    repo, _tags = pre_migration_repo
+    clone = tmp_path / "template"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))
+    release_items_sku(clone)
+    project = generate(clone, tmp_path / "my-service", "v1.0.0", scenarios=ALL_SCENARIOS)
+    sync_project(project)
+    database = tmp_path / "service.db"
+    use_service(project, "seed", database, ALL_SCENARIOS)
+
+    copier("update", "--defaults", "--vcs-ref", "v1.1.0", cwd=project)
+
+    assert_no_conflicts(project)
+    use_service(project, "check", database, ALL_SCENARIOS)
+    assert "sku" in columns(database, "items")
+    assert "No new upgrade operations detected" in alembic_check(project, database)
+
+
+def test_adding_a_scenario_creates_its_tables_and_removing_one_keeps_them(
+    pre_migration_repo: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    repo, _tags = pre_migration_repo
+    project = generate(repo, tmp_path / "my-service", "v1.0.0", scenarios=["cache_updates"])
+    sync_project(project)
+    database = tmp_path / "service.db"
+    use_service(project, "seed", database, ["cache_updates"])
+
+    change_answers(project, scenarios=["email", "cache_updates"])
+    assert_no_conflicts(project)
+    commit_all(project, "added email")
+    sync_project(project)
+    use_service(project, "seed", database, ["email"])  # its tables exist: sign-up works
+    use_service(project, "check", database, ["email", "cache_updates"])
+
+    change_answers(project, scenarios=["email"])
+    assert_no_conflicts(project)
+    sync_project(project)
+    served = use_service(project, "check", database, ["email"])
+    assert "GET /health 200" in served
+    # The removed scenario's rows stay (the README says so); Alembic forgot its revisions.
+    assert "price_cents" in columns(database, "items")
+    assert "No new upgrade operations detected" in alembic_check(project, database)

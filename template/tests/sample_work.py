@@ -145,6 +145,12 @@ def tick() -> str:
     return "tick"
 
 
+@task("samples.carry")
+async def carry(value: Any) -> str:
+    """Takes a JSON value of any shape: whatever the API accepts must reach the work."""
+    return type(value).__name__
+
+
 class Enqueued(BaseModel):
     job_id: uuid.UUID
     status_at_enqueue: str
@@ -154,7 +160,7 @@ class Enqueued(BaseModel):
 router = APIRouter(prefix="/samples", dependencies=[ClientScope, RateLimit])
 UNITS = {
     unit.name.removeprefix("samples."): unit
-    for unit in (echo, flaky, permanent, sleep, block, stubborn, fail_slowly, cancellable)
+    for unit in (echo, flaky, permanent, sleep, block, stubborn, fail_slowly, carry, cancellable)
 }
 
 

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     # BackgroundTasks: a process renews its jobs' leases every third of this; a job whose
     # lease ran out (its process died) is taken over by another process or the next start.
     job_lease_seconds: float = Field(default=30.0, gt=0)
+    # Start-up upgrades the database schema (under a lock; see app/core/migrate.py). Turn it
+    # off when a deploy step runs `python -m app.core.migrate` before the service starts.
+    migrate_on_start: bool = True
     # Retention (durations in seconds or ISO 8601, e.g. P30D, PT1H): finished jobs older
     # than this are deleted; failed ones after JOB_FAILED_RETENTION if set.
     job_retention: timedelta = timedelta(days=30)

@@ -3,23 +3,16 @@
 import asyncio
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 from prometheus_client import REGISTRY
 
 from app.core.config import get_settings
-from app.core.database import init_db, session_scope, utcnow
+from app.core.database import session_scope, utcnow
 from app.jobs.models import Job, JobStatus
 from app.jobs.retention import purge_expired
 from app.jobs.service import get_job_store
-
-
-@pytest.fixture(autouse=True)
-def tables() -> Iterator[None]:
-    init_db()
-    yield
 
 
 def add_job(status: str, age: timedelta) -> uuid.UUID:

@@ -2,24 +2,17 @@
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.core.database import init_db, session_scope
+from app.core.database import session_scope
 from app.jobs.models import Job, JobStatus
 from app.jobs.service import JobQuery, decode_cursor, encode_cursor, get_job_store
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def tables() -> Iterator[None]:
-    init_db()
-    yield
 
 
 def insert_jobs(kind: str, offsets: list[int], status: JobStatus = JobStatus.SUCCEEDED) -> None:

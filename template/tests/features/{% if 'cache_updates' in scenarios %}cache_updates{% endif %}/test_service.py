@@ -5,7 +5,7 @@ import asyncio
 import pytest
 from fakeredis import FakeAsyncRedis, FakeServer
 
-from app.core.database import init_db
+from app.core.migrate import upgrade_to_heads
 from app.features.cache_updates import service
 from app.features.cache_updates.cache import RedisCache
 from app.features.cache_updates.config import get_cache_settings
@@ -19,7 +19,7 @@ def unreachable_redis() -> RedisCache:
 
 
 def test_reads_fall_back_to_the_database_when_the_cache_is_down() -> None:
-    init_db()
+    upgrade_to_heads()
     item = service.create_item(ItemIn(name="Lamp", price=5))
 
     async def read() -> tuple[tuple[ItemRead | None, bool], tuple[ItemStats, bool]]:
@@ -35,7 +35,7 @@ def test_reads_fall_back_to_the_database_when_the_cache_is_down() -> None:
 
 
 def test_stats_version_grows_with_every_write_deletes_included() -> None:
-    init_db()
+    upgrade_to_heads()
     empty = service.compute_stats()
     item = service.create_item(ItemIn(name="Lamp", price=5))
     created = service.compute_stats()
@@ -64,7 +64,7 @@ def test_entry_lifetimes_spread_over_the_ttl_plus_its_jitter(
 
 
 def test_update_of_an_unknown_item_changes_nothing() -> None:
-    init_db()
+    upgrade_to_heads()
 
     assert service.update_item(999, ItemIn(name="Ghost", price=1)) is None
     assert service.compute_stats().count == 0

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from app.core.database import init_db, utcnow
+from app.core.database import utcnow
+from app.core.migrate import upgrade_to_heads
 from app.features.email import service
 from app.features.email.config import EmailSettings
 from app.features.email.models import User
@@ -17,7 +18,7 @@ from tests.features.email.conftest import SmtpServer
 
 @pytest.fixture
 def tables() -> None:
-    init_db()
+    upgrade_to_heads()
 
 
 def a_user(name: str = "Ada Lovelace", user_id: int = 7) -> User:

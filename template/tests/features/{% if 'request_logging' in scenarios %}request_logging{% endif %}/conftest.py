@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.core.database import init_db
 from app.core.logging import ContextFilter, JsonFormatter
+from app.core.migrate import upgrade_to_heads
 from app.features.request_logging.config import get_request_log_settings
 from app.features.request_logging.service import write_records
 from tests.features.request_logging.records import make_record
@@ -85,7 +85,7 @@ def insert_records() -> Callable[[list[dict[str, Any]]], None]:
     """Write records (given as overrides of `make_record`) straight to the database."""
 
     def insert(records: list[dict[str, Any]]) -> None:
-        init_db()
+        upgrade_to_heads()
         write_records([make_record(**record) for record in records])
 
     return insert

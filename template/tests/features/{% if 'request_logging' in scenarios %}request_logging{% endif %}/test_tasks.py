@@ -8,13 +8,14 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from app.core.database import init_db, session_scope
+from app.core.database import session_scope
+from app.core.migrate import upgrade_to_heads
 from app.features.request_logging.models import ConversationMessage
 from app.features.request_logging.tasks import save_message
 
 
 def test_running_the_save_twice_keeps_one_message() -> None:
-    init_db()
+    upgrade_to_heads()
     message_id = str(uuid.uuid4())
     kwargs = {
         "message_id": message_id,

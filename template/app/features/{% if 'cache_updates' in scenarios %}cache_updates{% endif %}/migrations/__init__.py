@@ -1,0 +1,1 @@
+"""The cache_updates scenario's schema revisions: the Alembic branch labelled `cache_updates`."""

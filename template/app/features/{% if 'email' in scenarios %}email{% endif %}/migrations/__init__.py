@@ -1,0 +1,1 @@
+"""The email scenario's schema revisions (the `users` table): the branch labelled `email`."""

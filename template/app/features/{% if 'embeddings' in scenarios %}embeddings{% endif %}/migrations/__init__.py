@@ -1,0 +1,1 @@
+"""The embeddings scenario's schema revisions: the Alembic branch labelled `embeddings`."""

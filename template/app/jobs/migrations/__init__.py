@@ -1,0 +1,1 @@
+"""The core's schema revisions (the `jobs` table): the Alembic branch labelled `core`."""
