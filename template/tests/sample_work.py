@@ -2,10 +2,12 @@
 
 import asyncio
 import logging
+import os
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any, get_args
 
 from fastapi import APIRouter, FastAPI, HTTPException, status
@@ -16,9 +18,17 @@ from app.core.logging import job_id_var
 from app.core.rate_limit import RateLimit
 from app.core.security import ClientScope
 from app.jobs.schemas import JobRead
-from app.jobs.service import get_job_store
+from app.jobs.service import QueuedJob, get_job_store
 from app.main import create_app
-from app.tasks import PermanentError, QueueUnavailable, Task, TaskQueueDep, task
+from app.tasks import (
+    PermanentError,
+    QueueUnavailable,
+    Schedule,
+    Task,
+    TaskQueueDep,
+    raise_if_cancelled,
+    task,
+)
 
 logger = logging.getLogger("tests.sample_work")
 
@@ -28,6 +38,12 @@ class QueueDown:
 
     async def enqueue(self, task: Task, /, **kwargs: Any) -> uuid.UUID:
         raise QueueUnavailable("the task broker is unreachable", uuid.uuid4())
+
+    async def submit(self, job: QueuedJob, /) -> None:
+        raise QueueUnavailable("the task broker is unreachable", job.id)
+
+    async def revoke(self, job_id: uuid.UUID, /) -> None:
+        raise QueueUnavailable("the task broker is unreachable", job_id)
 
 
 @contextmanager
@@ -108,6 +124,27 @@ async def fail_slowly(seconds: float) -> None:
     raise ConnectionError("transient failure after a while")
 
 
+@task("samples.cancellable", cancellable=True)
+def cancellable(seconds: float) -> float:
+    """Works in small steps for `seconds`, checking for a cancel between them."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        raise_if_cancelled()
+        time.sleep(0.02)
+    return seconds
+
+
+def tick_schedule() -> Schedule:
+    # Hourly, so it stays out of the way; tests of periodic jobs set SAMPLE_TICK_SECONDS.
+    return Schedule(every=timedelta(seconds=float(os.environ.get("SAMPLE_TICK_SECONDS", "3600"))))
+
+
+@task("samples.tick", schedule=tick_schedule)
+def tick() -> str:
+    """A periodic unit of work."""
+    return "tick"
+
+
 @task("samples.carry")
 async def carry(value: Any) -> str:
     """Takes a JSON value of any shape: whatever the API accepts must reach the work."""
@@ -130,7 +167,18 @@ class Enqueued(BaseModel):
 router = APIRouter(prefix="/samples", dependencies=[ClientScope, RateLimit])
 UNITS = {
     unit.name.removeprefix("samples."): unit
-    for unit in (echo, flaky, permanent, refuse, sleep, block, stubborn, fail_slowly, carry)
+    for unit in (
+        echo,
+        flaky,
+        permanent,
+        refuse,
+        sleep,
+        block,
+        stubborn,
+        fail_slowly,
+        carry,
+        cancellable,
+    )
 }
 
 

@@ -5,6 +5,7 @@ import importlib.util
 import pkgutil
 import re
 from collections.abc import Callable
+from datetime import timedelta
 from functools import lru_cache
 from typing import Literal, Self, TypeVar, get_type_hints
 
@@ -22,6 +23,17 @@ def settings_getter(getter: G) -> G:
     """Register a cached settings getter, so start-up checks its variables."""
     _GETTERS.append(getter)
     return getter
+
+
+def duration_seconds(value: object) -> object:
+    """A duration variable given as a number of seconds ("3600"), as pydantic reads numbers.
+
+    From the environment every value is a string, and pydantic parses a string as ISO 8601
+    (P30D, PT1H) only.
+    """
+    if isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*", value):
+        return float(value)
+    return value
 
 
 class Settings(BaseSettings):
@@ -43,6 +55,25 @@ class Settings(BaseSettings):
     # Start-up upgrades the database schema (under a lock; see app/core/migrate.py). Turn it
     # off when a deploy step runs `python -m app.core.migrate` before the service starts.
     migrate_on_start: bool = True
+    # Retention (durations in seconds or ISO 8601, e.g. P30D, PT1H): finished jobs older
+    # than this are deleted; failed ones after JOB_FAILED_RETENTION if set.
+    job_retention: timedelta = timedelta(days=30)
+    job_failed_retention: timedelta | None = None
+    # How often the retention job runs, and the rows it deletes per transaction.
+    retention_every: timedelta = timedelta(hours=1)
+    retention_batch: int = Field(default=1000, ge=1)
+
+    @field_validator("job_retention", "job_failed_retention", "retention_every", mode="before")
+    @classmethod
+    def _seconds_or_iso(cls, value: object) -> object:
+        return duration_seconds(value)
+
+    @field_validator("job_retention", "job_failed_retention", "retention_every")
+    @classmethod
+    def _positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError("must be a positive duration: seconds (3600) or ISO 8601 (PT1H, P30D)")
+        return value
 
     # Error reporting: unhandled request errors and jobs that fail for good go to Sentry
     # (or a Sentry-compatible service) when a DSN is set; nothing is sent otherwise.

@@ -1,17 +1,20 @@
 """Reads and writes of job rows; every write goes through the group-commit writer."""
 
 import asyncio
+import base64
+import binascii
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, false, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, false, insert, or_, select, update
 
 from app.core.database import get_engine, get_sessionmaker, utcnow
 from app.core.writer import GroupCommitWriter
-from app.jobs.models import UNFINISHED, Job, JobStatus
+from app.jobs.models import RETRYABLE, UNFINISHED, Job, JobStatus
 from app.jobs.schemas import JobRead
 
 _jobs = cast(Table, Job.__table__)  # declared as a FromClause; a mapped class's is a Table
@@ -20,15 +23,21 @@ MAX_ERROR_LENGTH = 4000
 # Built once: the writer runs writes that share a statement as one executemany; each
 # write names its job as the row it touches, so jobs' writes can share one.
 _INSERT = insert(_jobs)
+# Spelled out instead of `in_`, which executemany cannot take.
+_UNFINISHED = or_(*(_jobs.c.status == status for status in UNFINISHED))
+# Job operations: conditional writes. An operator's cancel and a worker's start or outcome
+# may race; each statement only moves a row from the states it names, so whichever comes
+# second finds nothing to change: a cancelled job is never started nor overwritten.
+# Returns the attempt's number within the current run (since the last operator retry).
 _START = (
     update(_jobs)
-    .where(_jobs.c.id == bindparam("job_id"))
+    .where(_jobs.c.id == bindparam("job_id"), _UNFINISHED)
     .values(status=JobStatus.RUNNING, attempts=_jobs.c.attempts + 1, updated_at=bindparam("now"))
+    .returning(_jobs.c.attempts - _jobs.c.attempt_base)
 )
-_START_RETURNING = _START.returning(_jobs.c.attempts)
 _SETTLE = (
     update(_jobs)
-    .where(_jobs.c.id == bindparam("job_id"))
+    .where(_jobs.c.id == bindparam("job_id"), _UNFINISHED)
     .values(
         status=bindparam("new_status"),
         result=bindparam("new_result"),
@@ -36,10 +45,31 @@ _SETTLE = (
         updated_at=bindparam("now"),
     )
 )
+_RETRY = (
+    update(_jobs)
+    .where(_jobs.c.id == bindparam("job_id"), _jobs.c.status.in_(RETRYABLE))
+    .values(
+        status=JobStatus.QUEUED,
+        attempt_base=_jobs.c.attempts,
+        result=None,
+        updated_at=bindparam("now"),
+    )
+    .returning(_jobs.c.id)
+)
+_CANCEL_QUEUED = (
+    update(_jobs)
+    .where(_jobs.c.id == bindparam("job_id"), _jobs.c.status == JobStatus.QUEUED)
+    .values(status=JobStatus.CANCELLED, updated_at=bindparam("now"))
+    .returning(_jobs.c.id)
+)
+_CANCEL_UNFINISHED = (
+    update(_jobs)
+    .where(_jobs.c.id == bindparam("job_id"), _UNFINISHED)
+    .values(status=JobStatus.CANCELLED, updated_at=bindparam("now"))
+    .returning(_jobs.c.id)
+)
 # A process holds a job's lease by keeping `updated_at` recent (no owner column: a lease
-# outlives its holder by at most its length). Spelled out instead of `in_`, which
-# executemany cannot take.
-_UNFINISHED = or_(*(_jobs.c.status == status for status in UNFINISHED))
+# outlives its holder by at most its length).
 _RENEW = (
     update(_jobs)
     .where(_jobs.c.id == bindparam("job_id"), _UNFINISHED)
@@ -51,6 +81,52 @@ _CLAIM = _RENEW.where(_jobs.c.updated_at < bindparam("cutoff")).returning(_jobs.
 # Changes no row, yet a database (or connection) that refuses writes refuses it: SQLite and
 # PostgreSQL both check before they look for rows.
 _PROBE = update(_jobs).where(false()).values(updated_at=_jobs.c.updated_at)
+
+
+@dataclass(frozen=True)
+class QueuedJob:
+    """What a backend needs to run an existing job again."""
+
+    id: uuid.UUID
+    kind: str
+    args: dict[str, Any]
+    request_id: str | None
+    trace_context: str | None  # a retry stays in the trace of the request that enqueued it
+
+
+@dataclass(frozen=True)
+class JobQuery:
+    statuses: Sequence[JobStatus] = ()
+    kind: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    cursor: tuple[datetime, uuid.UUID] | None = None
+    limit: int = 50
+
+
+@dataclass(frozen=True)
+class JobPage:
+    items: list[JobRead]
+    next_cursor: str | None
+
+
+def encode_cursor(created_at: datetime, job_id: uuid.UUID) -> str:
+    """Where a page ended, as an opaque token: base64url of `created_at|id`."""
+    raw = f"{created_at.isoformat()}|{job_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """The position a cursor names; ValueError for anything `encode_cursor` did not make."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created_at, _, job_id = raw.partition("|")
+        moment = datetime.fromisoformat(created_at)
+        if moment.tzinfo is None:
+            raise ValueError("no time zone")
+        return moment, uuid.UUID(job_id)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ValueError("not a cursor this service returned") from None
 
 
 class JobStore:
@@ -85,21 +161,16 @@ class JobStore:
         await self.writer.write(_INSERT, row, key=job_id)
         return job_id
 
-    async def start_attempt(self, job_id: uuid.UUID, attempt: int | None = None) -> int:
+    async def start_attempt(self, job_id: uuid.UUID) -> int | None:
         """Mark the job `running` (one more attempt) and return the attempt's number.
 
-        A backend that knows the number passes it: the write is queued without waiting
-        (the row says `running` a moment later, always before the job's outcome). Otherwise
-        the row says (RETURNING), and the write is awaited.
+        The number counts from the operator's last retry, if any. None: the job is no
+        longer queued or running (cancelled, or finished by a duplicate delivery), so the
+        work must not run. Awaited, so a cancel that came first always wins.
         """
         params = {"job_id": job_id, "now": utcnow()}
-        if attempt is not None:
-            self.writer.write_soon(_START, params, key=job_id)
-            return attempt
-        attempts = await self.writer.write(_START_RETURNING, params, scalar=True, key=job_id)
-        if attempts is None:
-            raise LookupError(f"job {job_id} does not exist")
-        return int(attempts)
+        attempt = await self.writer.write(_START, params, scalar=True, key=job_id)
+        return None if attempt is None else int(attempt)
 
     async def succeed(self, job_id: uuid.UUID, result: Any) -> None:
         await self._settle(job_id, JobStatus.SUCCEEDED, result=result)
@@ -122,6 +193,65 @@ class JobStore:
             "now": utcnow(),
         }
         await self.writer.write(_SETTLE, params, key=job_id)
+
+    async def retry(self, job_id: uuid.UUID) -> bool:
+        """Put a `failed` or `cancelled` job back to `queued` with a fresh attempt budget.
+
+        False: the job is in another state (or gone); nothing changed.
+        """
+        params = {"job_id": job_id, "now": utcnow()}
+        return await self.writer.write(_RETRY, params, scalar=True, key=job_id) is not None
+
+    async def cancel(self, job_id: uuid.UUID, *, running_too: bool) -> bool:
+        """Mark a `queued` job (and a `running` one if `running_too`) `cancelled`.
+
+        False: the job is in another state (or gone); nothing changed.
+        """
+        statement = _CANCEL_UNFINISHED if running_too else _CANCEL_QUEUED
+        params = {"job_id": job_id, "now": utcnow()}
+        return await self.writer.write(statement, params, scalar=True, key=job_id) is not None
+
+    def queued(self, job_id: uuid.UUID) -> QueuedJob | None:
+        with get_sessionmaker()() as session:
+            job = session.get(Job, job_id)
+            if job is None or job.status != JobStatus.QUEUED:
+                return None
+            return QueuedJob(job.id, job.kind, job.args, job.request_id, job.trace_context)
+
+    def current_attempt(self, job_id: uuid.UUID) -> int:
+        """The number of the job's latest attempt, counted from the operator's last retry."""
+        with get_sessionmaker()() as session:
+            job = session.get(Job, job_id)
+            return job.attempts - job.attempt_base if job else 1
+
+    def page(self, query: JobQuery) -> JobPage:
+        """One page of jobs, newest first, after `query.cursor` (keyset pagination)."""
+        statement = select(Job)
+        if query.statuses:
+            statement = statement.where(Job.status.in_(query.statuses))
+        if query.kind is not None:
+            statement = statement.where(Job.kind == query.kind)
+        if query.created_after is not None:
+            statement = statement.where(Job.created_at > query.created_after)
+        if query.created_before is not None:
+            statement = statement.where(Job.created_at < query.created_before)
+        if query.cursor is not None:
+            created_at, job_id = query.cursor
+            # Written out rather than a row-value comparison: the same on every database,
+            # and each index (status|kind, created_at, id) serves it.
+            statement = statement.where(
+                or_(
+                    Job.created_at < created_at,
+                    and_(Job.created_at == created_at, Job.id < job_id),
+                )
+            )
+        statement = statement.order_by(Job.created_at.desc(), Job.id.desc()).limit(query.limit + 1)
+        with get_sessionmaker()() as session:
+            rows = list(session.scalars(statement))
+        items = [JobRead.model_validate(job) for job in rows[: query.limit]]
+        more = len(rows) > query.limit
+        last = items[-1] if items else None
+        return JobPage(items, encode_cursor(last.created_at, last.id) if more and last else None)
 
     def get(self, job_id: uuid.UUID) -> JobRead | None:
         with get_sessionmaker()() as session:

@@ -7,11 +7,16 @@ import random
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from croniter import croniter
 from fastapi.concurrency import run_in_threadpool
 
 from app.core.config import get_settings
+from app.core.logging import job_id_var
+from app.jobs.models import JobStatus
+from app.jobs.service import QueuedJob, get_job_store
 
 JsonArgs = dict[str, Any]
 
@@ -28,6 +33,71 @@ class QueueUnavailable(Exception):
         self.job_id = job_id
 
 
+class JobCancelled(Exception):
+    """Raised by `raise_if_cancelled()` inside cancellable work: the job ends `cancelled`."""
+
+
+def raise_if_cancelled() -> None:
+    """In a unit declared `cancellable=True`: stop here if an operator cancelled its job.
+
+    Call it between steps (each chunk, each batch); it reads the job's row by primary key.
+    Outside a job (a direct call in a test or a script) it does nothing.
+    """
+    job_id = job_id_var.get()
+    if not job_id:
+        return
+    job = get_job_store().get(uuid.UUID(job_id))
+    if job is not None and job.status == JobStatus.CANCELLED:
+        raise JobCancelled(f"job {job_id} was cancelled")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When a periodic unit of work runs: `every=timedelta(...)` or `cron="*/5 * * * *"` (UTC)."""
+
+    every: timedelta | None = None
+    cron: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.every is None) == (self.cron is None):
+            raise ValueError("a Schedule takes exactly one of every= or cron=")
+        if self.every is not None and self.every <= timedelta(0):
+            raise ValueError(f"Schedule(every={self.every}) must be a positive duration")
+        if self.cron is not None and not croniter.is_valid(self.cron):
+            raise ValueError(
+                f"Schedule(cron={self.cron!r}) is not a cron expression: write five fields, "
+                "minute hour day-of-month month day-of-week, for example '*/15 * * * *'"
+            )
+
+    def first_run(self, now: datetime) -> datetime:
+        """The first occurrence of a schedule seen for the first time at `now`."""
+        if self.every is not None:
+            return now + self.every
+        return self._next_cron(now)
+
+    def next_run(self, due: datetime, now: datetime) -> datetime:
+        """The occurrence after `due`, which fires at `now`: the first one still ahead.
+
+        Occurrences missed while nothing ran are skipped, so they fire once, not all at once.
+        """
+        if self.every is None:
+            return self._next_cron(now)
+        missed = (now - due) // self.every
+        return due + self.every * (missed + 1)
+
+    def _next_cron(self, after: datetime) -> datetime:
+        assert self.cron is not None
+        following: datetime = croniter(self.cron, after).get_next(datetime)
+        return following
+
+    def __str__(self) -> str:
+        return f"every {self.every}" if self.every is not None else f"cron {self.cron}"
+
+
+# A schedule, or a function giving it: for one that comes from settings, read at start-up.
+ScheduleSpec = Schedule | Callable[[], Schedule]
+
+
 @dataclass(frozen=True)
 class Task:
     """A named unit of work. It takes ids and plain values, and opens its own resources."""
@@ -35,6 +105,9 @@ class Task:
     name: str
     fn: Callable[..., Any]
     max_attempts: int | None = None
+    # The work calls `raise_if_cancelled()`, so a running job of it can be cancelled.
+    cancellable: bool = False
+    schedule_spec: ScheduleSpec | None = None
     signature: inspect.Signature = field(init=False, repr=False, compare=False)
     is_async: bool = field(init=False, repr=False, compare=False)
 
@@ -60,6 +133,11 @@ class Task:
         return self.fn(**kwargs)
 
     @property
+    def schedule(self) -> Schedule | None:
+        spec = self.schedule_spec
+        return spec if spec is None or isinstance(spec, Schedule) else spec()
+
+    @property
     def attempts_allowed(self) -> int:
         return self.max_attempts or get_settings().job_max_attempts
 
@@ -72,15 +150,38 @@ class Task:
 _registry: dict[str, Task] = {}
 
 
-def task(name: str, *, max_attempts: int | None = None) -> Callable[[Callable[..., Any]], Task]:
-    """Register a function as a unit of work under a stable `name` (stored on its jobs)."""
+def task(
+    name: str,
+    *,
+    max_attempts: int | None = None,
+    cancellable: bool = False,
+    schedule: ScheduleSpec | None = None,
+) -> Callable[[Callable[..., Any]], Task]:
+    """Register a function as a unit of work under a stable `name` (stored on its jobs).
+
+    `cancellable=True`: the work calls `raise_if_cancelled()`, so a running job can be
+    cancelled. `schedule=Schedule(...)`: the unit also runs periodically, each occurrence
+    an ordinary job; it then takes no arguments.
+    """
 
     def register(fn: Callable[..., Any]) -> Task:
         existing = _registry.get(name)
         if existing is not None and existing.fn.__qualname__ != fn.__qualname__:
             raise ValueError(f"two units of work are named {name!r}")
-        _registry[name] = Task(name=name, fn=fn, max_attempts=max_attempts)
-        return _registry[name]
+        unit = Task(
+            name=name,
+            fn=fn,
+            max_attempts=max_attempts,
+            cancellable=cancellable,
+            schedule_spec=schedule,
+        )
+        if schedule is not None:
+            try:
+                unit.signature.bind()
+            except TypeError:
+                raise ValueError(f"periodic unit {name!r} must take no arguments") from None
+        _registry[name] = unit
+        return unit
 
     return register
 
@@ -90,6 +191,15 @@ def get_task(name: str) -> Task:
         return _registry[name]
     except KeyError:
         raise PermanentError(f"no unit of work is registered as {name!r}") from None
+
+
+def find_task(name: str) -> Task | None:
+    return _registry.get(name)
+
+
+def periodic_tasks() -> list[Task]:
+    """Every registered unit that declares a schedule, by name."""
+    return sorted((unit for unit in _registry.values() if unit.schedule_spec), key=lambda u: u.name)
 
 
 def backoff_seconds(attempt: int) -> float:
@@ -106,6 +216,14 @@ class TaskQueue(Protocol):
     """What a feature sees: hand over a named unit of work, get the id of its job back."""
 
     async def enqueue(self, task: Task, /, **kwargs: Any) -> uuid.UUID: ...
+
+    async def submit(self, job: QueuedJob, /) -> None:
+        """Hand an existing `queued` job (an operator's retry) to the backend again."""
+        ...
+
+    async def revoke(self, job_id: uuid.UUID, /) -> None:
+        """Tell the backend a job was cancelled, so it drops the work it still holds."""
+        ...
 
 
 async def enqueue_or_undo(

@@ -14,7 +14,7 @@ from app.core.logging import log_context
 from app.core.metrics import JOB_DURATION, JOBS
 from app.core.tracing import annotate_attempt, job_span, mark_failed
 from app.jobs.service import get_job_store
-from app.tasks.interface import PermanentError, Task, backoff_seconds, get_task
+from app.tasks.interface import JobCancelled, PermanentError, Task, backoff_seconds, get_task
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 class Outcome:
     """What the backend must do next: nothing, or run the job again after `delay` seconds."""
 
-    status: Literal["succeeded", "failed", "retry"]
+    status: Literal["succeeded", "failed", "retry", "cancelled"]
     delay: float = 0.0
     error: str | None = None  # why the attempt failed, when it did
 
@@ -69,8 +69,8 @@ async def record_interrupted(
     The row tells which attempt it was: the backend saw the work stop, not its outcome.
     """
     with log_context(request_id=request_id, job_id=str(job_id)):
-        job = await asyncio.to_thread(get_job_store().get, job_id)
-        return await attempt_failed(get_task(name), job_id, job.attempts if job else 1, error)
+        attempt = await asyncio.to_thread(get_job_store().current_attempt, job_id)
+        return await attempt_failed(get_task(name), job_id, attempt, error)
 
 
 async def run_attempt(
@@ -78,21 +78,20 @@ async def run_attempt(
     job_id: uuid.UUID,
     kwargs: dict[str, Any],
     request_id: str | None,
-    attempt: int | None = None,
     *,
     sync_in_thread: bool = True,
     trace_context: str | None = None,
 ) -> Outcome:
     """Run the unit of work once. Both backends call this; only how they wait differs.
 
-    `attempt` is this attempt's number when the backend knows it for sure; otherwise the
-    job row is asked (a message redelivered after its worker died looks like a first try).
+    The job row numbers the attempt (a message redelivered after its worker died looks
+    like a first try to the backend), and refuses to start a job that was cancelled.
     `sync_in_thread=False` runs a sync unit on the caller's thread (`Task.run_here`): for an
     event loop that serves this one job, where a time limit can then interrupt the work.
     `trace_context` is the job's stored `traceparent`: the attempt is a span in that trace.
     """
     with job_span(name, str(job_id), trace_context) as span:
-        outcome = await _run_attempt(name, job_id, kwargs, request_id, attempt, sync_in_thread)
+        outcome = await _run_attempt(name, job_id, kwargs, request_id, sync_in_thread)
         if outcome.error is not None:
             mark_failed(span, outcome.error)
         return outcome
@@ -103,7 +102,6 @@ async def _run_attempt(
     job_id: uuid.UUID,
     kwargs: dict[str, Any],
     request_id: str | None,
-    attempt: int | None,
     sync_in_thread: bool,
 ) -> Outcome:
     store = get_job_store()
@@ -112,7 +110,13 @@ async def _run_attempt(
             task = get_task(name)
         except PermanentError as exc:
             return await fail(name, job_id, describe(exc))
-        attempt = await store.start_attempt(job_id, attempt)
+        # --- job operations: a cancelled job never starts ---
+        attempt = await store.start_attempt(job_id)
+        if attempt is None:
+            JOBS.labels(name, "cancelled").inc()
+            logger.info("job skipped: it was cancelled", extra={"kind": name})
+            return Outcome("cancelled")
+        # ---
         if attempt > task.attempts_allowed:
             # Delivered again after its process died mid-run, more often than allowed:
             # stop here rather than loop forever on work that keeps killing workers.
@@ -122,6 +126,13 @@ async def _run_attempt(
         started = time.perf_counter()
         try:
             result = await (task(**kwargs) if sync_in_thread else task.run_here(**kwargs))
+        # --- job operations: cancellable work stopped at its check; the row says cancelled ---
+        except JobCancelled:
+            JOB_DURATION.labels(name).observe(time.perf_counter() - started)
+            JOBS.labels(name, "cancelled").inc()
+            logger.info("job cancelled while running", extra={"kind": name, "attempt": attempt})
+            return Outcome("cancelled")
+        # ---
         except Exception as exc:
             JOB_DURATION.labels(name).observe(time.perf_counter() - started)
             return await attempt_failed(task, job_id, attempt, describe(exc), exc)

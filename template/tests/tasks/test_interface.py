@@ -1,10 +1,12 @@
-"""The task interface: what enqueueing refuses before any job row is written."""
+"""The task interface: what enqueueing refuses before any job row is written; schedules."""
 
 import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
-from app.tasks import Task
+from app.tasks import Schedule, Task, task
 
 
 def takes_a_value(value: object) -> None:
@@ -27,3 +29,44 @@ def test_arguments_json_cannot_carry_are_refused(value: object) -> None:
 def test_arguments_the_function_does_not_take_are_refused() -> None:
     with pytest.raises(TypeError, match="unexpected keyword argument 'other'"):
         UNIT.check_arguments({"value": 1, "other": 2})
+
+
+# --- periodic units ---
+
+
+def test_interval_schedule_skips_missed_occurrences_to_the_next_one_ahead() -> None:
+    schedule = Schedule(every=timedelta(minutes=10))
+    due = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+    assert schedule.next_run(due, due) == due + timedelta(minutes=10)
+    # Down for 35 minutes: the next occurrence is 12:40, not 12:10 (one firing, not four).
+    assert schedule.next_run(due, due + timedelta(minutes=35)) == due + timedelta(minutes=40)
+
+
+def test_cron_schedule_runs_at_the_next_matching_minute_in_utc() -> None:
+    schedule = Schedule(cron="*/15 * * * *")
+    now = datetime(2026, 1, 1, 12, 7, tzinfo=UTC)
+
+    assert schedule.first_run(now) == datetime(2026, 1, 1, 12, 15, tzinfo=UTC)
+    assert schedule.next_run(now, now + timedelta(hours=2)) == datetime(
+        2026, 1, 1, 14, 15, tzinfo=UTC
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "exactly one"),
+        ({"every": timedelta(0)}, "positive"),
+        ({"cron": "every day"}, "not a cron expression"),
+        ({"every": timedelta(1), "cron": "* * * * *"}, "exactly one"),
+    ],
+)
+def test_bad_schedules_are_refused_with_a_message(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Schedule(**kwargs)
+
+
+def test_periodic_unit_that_takes_arguments_is_refused() -> None:
+    with pytest.raises(ValueError, match="must take no arguments"):
+        task("tests.periodic_with_args", schedule=Schedule(every=timedelta(1)))(lambda n: n)

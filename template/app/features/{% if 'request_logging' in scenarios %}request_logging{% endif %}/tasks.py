@@ -6,10 +6,17 @@ from datetime import datetime
 from typing import Any
 
 from app.core.database import session_scope
-from app.features.request_logging.models import ConversationMessage
+from app.features.request_logging.config import get_request_log_settings
+from app.features.request_logging.models import ConversationMessage, RequestRecord
+from app.jobs.retention import keep_for
 from app.tasks import task
 
 logger = logging.getLogger(__name__)
+
+# The retention job deletes request records older than REQUEST_LOG_RETENTION.
+keep_for(
+    RequestRecord.__table__, RequestRecord.created_at, lambda: get_request_log_settings().retention
+)
 
 
 @task("request_logging.save_message")
