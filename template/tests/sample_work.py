@@ -108,6 +108,12 @@ async def fail_slowly(seconds: float) -> None:
     raise ConnectionError("transient failure after a while")
 
 
+@task("samples.carry")
+async def carry(value: Any) -> str:
+    """Takes a JSON value of any shape: whatever the API accepts must reach the work."""
+    return type(value).__name__
+
+
 class Enqueued(BaseModel):
     job_id: uuid.UUID
     status_at_enqueue: str
@@ -117,7 +123,7 @@ class Enqueued(BaseModel):
 router = APIRouter(prefix="/samples", dependencies=[ClientScope, RateLimit])
 UNITS = {
     unit.name.removeprefix("samples."): unit
-    for unit in (echo, flaky, permanent, sleep, block, stubborn, fail_slowly)
+    for unit in (echo, flaky, permanent, sleep, block, stubborn, fail_slowly, carry)
 }
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends
-from sqlalchemy import DateTime, Dialect, Engine, TypeDecorator, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import DateTime, Dialect, Engine, TypeDecorator, create_engine, event
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from app.core.config import get_settings
@@ -40,14 +40,40 @@ class Base(DeclarativeBase):
     """Base class of every table; migrations (app/core/migrate.py) create what is registered on it."""
 
 
+SQLITE_READONLY = 8  # the primary result code, whatever the extended one says
+READ_ONLY_SQL_TRANSACTION = "25006"  # PostgreSQL's SQLSTATE
+
+
+def cannot_write(error: BaseException) -> bool:
+    """Whether a driver error says this connection may not write to the database."""
+    if getattr(error, "sqlite_errorcode", 0) & 0xFF == SQLITE_READONLY:
+        return True
+    return getattr(error, "sqlstate", None) == READ_ONLY_SQL_TRANSACTION
+
+
+def replace_read_only_connections(context: ExceptionContext) -> None:
+    """Treat a connection that may not write as lost, so the pool opens fresh ones.
+
+    Why: a connection opened while the database was read-only stays so after it is
+    writable again (SQLite opens an unwritable file read-only for good; a PostgreSQL
+    session keeps the default_transaction_read_only it started with). Pre-ping does not
+    notice, and a pool of such connections fails a share of writes until a restart.
+    """
+    if cannot_write(context.original_exception):
+        context.is_disconnect = True  # invalidates this connection and the older ones
+
+
 def create_db_engine(url: str) -> Engine:
     """Engine for `url`: SQLite gets WAL and a busy timeout, others a pre-ping pool."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=True)
+        event.listen(engine, "handle_error", replace_read_only_connections)
+        return engine
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    event.listen(engine, "handle_error", replace_read_only_connections)
 
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -86,15 +112,6 @@ def get_session() -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
-
-
-def check_database() -> bool:
-    try:
-        with get_engine().connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except Exception:
-        return False
-    return True
 
 
 def reset_database_state() -> None:

@@ -89,6 +89,12 @@ def bounds_its_own_body(endpoint: E) -> E:
     return endpoint
 
 
+def reads_its_own_body(scope: Scope) -> bool:
+    """Whether the endpoint routing chose for this request is marked `bounds_its_own_body`."""
+    endpoint = getattr(scope.get("route"), "endpoint", None)
+    return bool(getattr(endpoint, _OWN_BODY_LIMIT, False))
+
+
 class BodyTooLarge(HTTPException):
     """Raised from `receive` once a body is over the limit; FastAPI answers it as a 413."""
 
@@ -130,8 +136,7 @@ class BodyLimitMiddleware:
         async def limited_receive() -> Message:
             nonlocal received, exempt
             if exempt is None:
-                endpoint = getattr(scope.get("route"), "endpoint", None)
-                exempt = bool(getattr(endpoint, _OWN_BODY_LIMIT, False))
+                exempt = reads_its_own_body(scope)
                 declared = Headers(scope=scope).get("content-length", "")
                 if not exempt and declared.isdigit() and int(declared) > limit:
                     raise BodyTooLarge(limit)

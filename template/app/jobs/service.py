@@ -7,7 +7,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, or_, select, update
+from sqlalchemy import Table, bindparam, false, insert, or_, select, update
 
 from app.core.database import get_engine, get_sessionmaker, utcnow
 from app.core.writer import GroupCommitWriter
@@ -48,6 +48,9 @@ _RENEW = (
 # Renewing a lease that expired is taking the job over: the condition and the write are one
 # statement, so of several processes claiming the job at once exactly one gets a row back.
 _CLAIM = _RENEW.where(_jobs.c.updated_at < bindparam("cutoff")).returning(_jobs.c.attempts)
+# Changes no row, yet a database (or connection) that refuses writes refuses it: SQLite and
+# PostgreSQL both check before they look for rows.
+_PROBE = update(_jobs).where(false()).values(updated_at=_jobs.c.updated_at)
 
 
 class JobStore:
@@ -147,6 +150,20 @@ class JobStore:
                     .order_by(Job.created_at)
                 )
             )
+
+    async def writes_commit(self) -> bool:
+        """Whether a write through the writer commits (bound the wait with `asyncio.timeout`).
+
+        It takes the path job rows take: the writer thread, its transaction, the database.
+        A failure tries once more, on the fresh connection that replaced a read-only one.
+        """
+        for _ in range(2):
+            try:
+                await self.writer.write(_PROBE, {})
+                return True
+            except Exception:  # any failure to write is the answer, not an error
+                continue
+        return False
 
     def close(self) -> None:
         self.writer.close()

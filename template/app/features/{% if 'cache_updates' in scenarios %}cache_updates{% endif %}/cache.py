@@ -37,6 +37,9 @@ class Cache(Protocol):
     async def delete(self, *keys: str) -> None:
         """Delete the entries under `keys` (absent ones are ignored)."""
 
+    async def ping(self) -> bool:
+        """Whether the cache answers (for /health)."""
+
     async def close(self) -> None: ...
 
 
@@ -88,6 +91,9 @@ class MemoryCache:
         with self._lock:
             for key in keys:
                 self._entries.pop(key, None)
+
+    async def ping(self) -> bool:
+        return True  # it lives in this process: if the process answers, so does the cache
 
     async def close(self) -> None:
         """Nothing to release: the entries live as long as the process."""
@@ -175,6 +181,12 @@ class RedisCache:
     async def delete(self, *keys: str) -> None:
         with _reachable():
             await self._client.delete(*keys)
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._client.ping())
+        except RedisError:
+            return False
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request, R
 from fastapi.concurrency import run_in_threadpool
 
 from app.core.rate_limit import RateLimit
+from app.core.router import health_check
 from app.core.security import ClientScope
 from app.features.cache_updates import service
 from app.features.cache_updates.cache import Cache, open_cache
@@ -25,7 +26,8 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
     database are ready), so the feature brings its own start-up without touching main.py.
     """
     async with open_cache() as cache:
-        yield {"items_cache": cache}
+        # /health reports the cache too: reads still work without it, but slower for all.
+        yield {"items_cache": cache, health_check("cache"): cache.ping}
 
 
 router = APIRouter(prefix="/items", tags=["items"], lifespan=lifespan, dependencies=[ClientScope])

@@ -5,9 +5,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+)
 
-from app.core.validation import StorableStr
+from app.core.validation import storable
 
 # Exact in Python, a plain number in JSON (clients expect 9.99, not "9.99").
 Money = Annotated[
@@ -15,8 +22,12 @@ Money = Annotated[
     Field(ge=0, max_digits=12, decimal_places=2),
     PlainSerializer(float, return_type=float, when_used="json"),
 ]
+# The constraints come before `storable`: after a validator, pydantic checks lengths before
+# stripping, and "   " was stored as an empty name.
 Name = Annotated[
-    StorableStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(storable),
 ]
 
 
@@ -42,11 +53,20 @@ class ItemWritten(ItemRead):
     job_id: uuid.UUID
 
 
+# A sum of prices: it has as many digits as the items make it (three at the largest price
+# already pass Money's 12), so it is bounded by the BigInteger of cents it is summed in.
+Total = Annotated[
+    Decimal,
+    Field(ge=0, decimal_places=2),
+    PlainSerializer(float, return_type=float, when_used="json"),
+]
+
+
 class ItemStats(BaseModel):
     """An aggregate over every item, standing in for an expensive report."""
 
     count: int
-    total_value: Money
+    total_value: Total
     average_price: Money | None
     min_price: Money | None
     max_price: Money | None

@@ -1,10 +1,13 @@
 """Request and response bodies of `/users`."""
 
+import re
 import uuid
 from datetime import datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, StringConstraints
+
+from app.core.validation import storable
 
 
 def _deliverable(email: str) -> str:
@@ -19,12 +22,26 @@ def _deliverable(email: str) -> str:
 
 
 NormalisedEmail = Annotated[EmailStr, AfterValidator(_deliverable)]
-# No control characters: the name goes into the Subject header and the email body.
+
+# What breaks one line of text: C0 and C1 controls (\x85 is NEL) and the Unicode line and
+# paragraph separators, which mail clients, like `str.splitlines`, show as line breaks.
+_LINE_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _one_line(name: str) -> str:
+    # The name is the greeting line of an email this service sends to any address a sign-up
+    # names: a line break in it would let a stranger write paragraphs of their own in it.
+    if _LINE_BREAKING.search(name):
+        raise ValueError("must be one line of text, without control characters or line breaks")
+    return name
+
+
+# The constraints come first: after a validator, pydantic checks lengths before stripping.
 PersonName = Annotated[
     str,
-    StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$"
-    ),
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    AfterValidator(storable),
+    AfterValidator(_one_line),
 ]
 
 

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from app.core.middleware import bounds_its_own_body
 from app.core.rate_limit import RateLimit
 from app.core.security import ClientScope
-from app.features.embeddings import service
+from app.features.embeddings import index, service
 from app.features.embeddings.config import get_embeddings_settings
 from app.features.embeddings.embedders import (
     EmbeddingProviderError,
@@ -104,7 +104,7 @@ def search_documents(body: SearchRequest) -> SearchResults:
     settings = get_embeddings_settings()
     try:
         # One try at the provider: the client, not this request, waits out a rate limit.
-        results = service.search(body.query, body.limit, get_query_embedder(), settings.min_score)
+        results = index.search(body.query, body.limit, get_query_embedder(), settings.min_score)
     except EmbeddingProviderError as exc:
         raise HTTPException(status.HTTP_502_BAD_GATEWAY, detail=str(exc)) from None
     except EmbeddingProviderUnavailable as exc:

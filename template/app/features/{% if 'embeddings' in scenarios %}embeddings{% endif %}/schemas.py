@@ -6,6 +6,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from app.core.validation import StorableStr
 from app.features.embeddings.models import DocumentStatus, SourceFormat
 
 MAX_TITLE_LENGTH = 300
@@ -18,7 +19,7 @@ def _not_blank(value: str) -> str:
     return value
 
 
-NonBlankStr = Annotated[str, AfterValidator(_not_blank)]
+NonBlankStr = Annotated[StorableStr, AfterValidator(_not_blank)]
 
 
 class DocumentIn(BaseModel):

@@ -1,5 +1,6 @@
 """Reads a document off the raw request: bounded in size, of an accepted type, and UTF-8 text."""
 
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -11,6 +12,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message
 
+from app.core.validation import cannot_carry, refuse_uncarriable
 from app.features.embeddings.metrics import UPLOADS_REJECTED
 from app.features.embeddings.models import SourceFormat
 from app.features.embeddings.schemas import MAX_TITLE_LENGTH, DocumentIn
@@ -121,6 +123,17 @@ async def read_upload(request: Request, limit: int) -> Upload:
 
 
 def read_json(body: bytes) -> Upload:
+    # The rules the app applies to every other JSON body; this one is read here, by hand.
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):
+        pass  # not JSON: DocumentIn's own parse below says where
+    else:
+        try:
+            refuse_uncarriable(parsed)
+        except RequestValidationError:
+            UPLOADS_REJECTED.labels("invalid").inc()
+            raise
     try:
         document = DocumentIn.model_validate_json(body)
     except ValidationError as exc:
@@ -166,4 +179,7 @@ async def read_multipart(request: Request, limit: int) -> Upload:
         ) from None
     if not isinstance(title, str) or not title.strip():
         title = PurePosixPath(file.filename or "").name or "untitled"
+    reason = cannot_carry(title)
+    if reason is not None:  # a NUL in a title or file name was a 500 on PostgreSQL
+        raise rejected(422, "invalid", f"the title {reason}")
     return Upload(title.strip()[:MAX_TITLE_LENGTH], source_format, checked_text(text), len(data))

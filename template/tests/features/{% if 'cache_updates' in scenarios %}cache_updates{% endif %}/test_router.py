@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from fakeredis import FakeServer
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
@@ -91,6 +92,21 @@ def test_stats_of_no_items_are_zero_and_empty(client: TestClient) -> None:
     )
 
 
+def test_stats_of_items_at_the_largest_price_add_up_past_a_price_s_digits(
+    client: TestClient, wait_for_job: Wait
+) -> None:
+    """Three prices of 12 digits sum to 13: stats declared like a price answered 500."""
+    for _ in range(3):
+        created = client.post("/items", json={"name": "Gold lamp", "price": "9999999999.99"})
+        wait_for_job(created.json()["job_id"])
+
+    response = client.get("/items/stats")
+
+    assert response.status_code == 200
+    assert response.json()["total_value"] == 29999999999.97
+    assert response.json()["max_price"] == 9999999999.99
+
+
 def test_concurrent_cold_reads_of_stats_compute_the_aggregate_once(
     client: TestClient,
     create_item: Create,
@@ -164,6 +180,9 @@ def test_unknown_item_is_404(client: TestClient) -> None:
         {"name": "Lamp", "price": 1.999},
         {"name": "Lamp", "price": "cheap"},
         {"name": "La\u0000mp", "price": 1},
+        {"name": "   ", "price": 1},
+        {"name": "L" * 201, "price": 1},
+        {"name": "Lamp", "price": "10000000000"},
     ],
     ids=[
         "no-name",
@@ -173,6 +192,9 @@ def test_unknown_item_is_404(client: TestClient) -> None:
         "fraction-of-cent",
         "not-a-number",
         "nul-in-name",
+        "blank-name",
+        "name-longer-than-its-column",
+        "price-beyond-its-digits",
     ],
 )
 def test_invalid_body_is_422(client: TestClient, create_item: Create, body: dict[str, Any]) -> None:
@@ -184,6 +206,16 @@ def test_invalid_body_is_422(client: TestClient, create_item: Create, body: dict
 
 def refuse_non_json_numbers(constant: str) -> None:
     raise AssertionError(f"the answer is not strict JSON: it holds {constant}")
+
+
+def test_a_name_is_stored_without_surrounding_space_and_checked_after_stripping(
+    client: TestClient,
+) -> None:
+    name = "L" * 200
+    response = client.post("/items", json={"name": f"  {name}  ", "price": 1})
+
+    assert response.status_code == 201
+    assert response.json()["name"] == name
 
 
 @pytest.mark.parametrize("price", ["NaN", "Infinity", "-Infinity", "1e400"])
@@ -233,3 +265,17 @@ def test_metrics_count_hits_misses_and_refreshes(
         sample("cache_refreshes_total", entry="item", outcome="stored") == before["refreshes"] + 1
     )
     assert "cache_refreshes_total" in client.get("/metrics").text
+
+
+def test_health_reports_a_redis_cache_that_stops_answering(
+    client: TestClient, cache_url: str, redis_server: FakeServer
+) -> None:
+    assert client.get("/health").json()["components"]["cache"] == "ok"
+
+    redis_server.connected = False  # Redis goes away; the in-process cache cannot
+
+    health = client.get("/health")
+    if cache_url == "memory://":
+        assert (health.status_code, health.json()["components"]["cache"]) == (200, "ok")
+    else:
+        assert (health.status_code, health.json()["components"]["cache"]) == (503, "down")

@@ -130,6 +130,43 @@ def test_a_non_ascii_mailbox_name_is_422_with_the_reason_and_schedules_nothing(
     assert smtp_server.deliveries == []
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Ada\nBcc: x@example.com",
+        "Ada\u2028Lovelace",
+        "Ada\u2029Lovelace",
+        "Ada\x85Lovelace",
+        "Ada\x9bLovelace",
+        "Ada\x7fLovelace",
+    ],
+    ids=["newline", "line-separator", "paragraph-separator", "NEL", "C1", "DEL"],
+)
+def test_a_name_that_is_not_one_line_is_422_and_schedules_nothing(
+    client: TestClient, smtp_server: SmtpServer, name: str
+) -> None:
+    """The name is the welcome email's greeting line: a line break would let a sign-up write
+    lines of its own into an email sent to any address it names."""
+    response = client.post("/users", json={"email": "ada@example.com", "name": name})
+
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "name"]
+    assert "one line of text" in error["msg"]
+    assert count_jobs() == 0
+
+
+def test_a_name_with_any_other_unicode_is_welcomed_by_name(
+    client: TestClient, smtp_server: SmtpServer, wait_for_job: Wait
+) -> None:
+    name = "Zoë 李 O'Brien-Ñúñez 🎉"
+    response = client.post("/users", json={"email": "zoe@example.com", "name": name})
+
+    assert response.status_code == 201
+    assert wait_for_job(response.json()["welcome_email_job_id"])["status"] == "succeeded"
+    assert f"Hello {name}," in smtp_server.deliveries[0].part("text/plain")
+
+
 def test_an_internationalised_domain_and_its_punycode_are_one_account(
     client: TestClient, smtp_server: SmtpServer, wait_for_job: Wait
 ) -> None:

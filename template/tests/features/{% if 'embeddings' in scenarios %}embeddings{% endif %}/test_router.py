@@ -271,7 +271,20 @@ BAD_UPLOADS: dict[str, tuple[int, dict[str, Any], str]] = {
             "content": b'{"title": "t", "text": "\\ud800"}',
             "headers": {"Content-Type": "application/json"},
         },
-        "Invalid JSON",
+        "lone surrogate",
+    ),
+    "multipart with a NUL in the title": (
+        422,
+        {"files": {"file": ("a.txt", b"some text")}, "data": {"title": "a\u0000b"}},
+        "the title must not contain the NUL character",
+    ),
+    "JSON with a NUL in an extra key": (
+        422,
+        {
+            "content": b'{"title": "t", "text": "x", "\\u0000": 1}',
+            "headers": {"Content-Type": "application/json"},
+        },
+        "NUL",
     ),
     "malformed JSON": (
         422,

@@ -1,0 +1,1 @@
+"""Tests of the benchmarks: they still run (on small inputs: not tests of speed)."""
