@@ -223,7 +223,7 @@ def adopt_create_all_tables(
     applied = applied_revisions(script, context.get_current_heads())
     inspector = inspect(connection)
     # The core first: the parts' first revisions depend on it.
-    for chain in sorted(_branches(script), key=lambda chain: bool(chain[0].dependencies)):
+    for chain in sorted(branches(script), key=lambda chain: bool(chain[0].dependencies)):
         if any(revision.revision in applied for revision in chain):
             continue
         adoptable = [
@@ -240,8 +240,8 @@ def adopt_create_all_tables(
             )
 
 
-def _branches(script: ScriptDirectory) -> Iterator[list[Script]]:
-    """Each head's line of revisions, oldest first."""
+def branches(script: ScriptDirectory) -> Iterator[list[Script]]:
+    """Each part's line of revisions, oldest first."""
     for head in script.get_heads():
         chain = []
         revision: Script | None = script.get_revision(head)

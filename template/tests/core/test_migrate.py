@@ -14,11 +14,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import inspect, text
 
 from app.core.config import get_settings
-from app.core.database import Base, get_engine, reset_database_state, session_scope, utcnow
+from app.core.database import get_engine, reset_database_state, session_scope, utcnow
 from app.core.migrate import (
     ROOT,
     alembic_config,
-    import_models,
+    branches,
     schema_problem,
     script_directory,
     upgrade_to_heads,
@@ -79,10 +79,30 @@ def test_every_migrations_folder_is_a_version_location() -> None:
     assert {str(Path(location).relative_to(ROOT)) for location in locations} == folders
 
 
-def test_tables_create_all_made_are_adopted_with_their_rows(empty_database: Path) -> None:
-    # The database as the service made it before migrations: create_all, no alembic_version.
-    import_models()
-    Base.metadata.create_all(get_engine())
+def adoptable(newest: bool) -> set[str]:
+    """Per part, the oldest or newest revision whose tables a create_all of main could make."""
+    picked = set()
+    for chain in branches(script_directory()):
+        candidates = [rev.revision for rev in chain if hasattr(rev.module, "matches_create_all")]
+        if candidates:
+            picked.add(candidates[-1] if newest else candidates[0])
+    return picked
+
+
+def as_create_all_left_it(revisions: set[str]) -> None:
+    """The tables as those revisions have them, and no record of any revision."""
+    config = alembic_config()
+    for revision in sorted(revisions):
+        command.upgrade(config, revision)
+    with get_engine().begin() as connection:
+        connection.execute(text("DROP TABLE alembic_version"))
+
+
+@pytest.mark.parametrize("newest", [False, True], ids=["oldest", "newest"])
+def test_tables_made_before_migrations_are_adopted_and_upgraded_with_their_rows(
+    empty_database: Path, newest: bool
+) -> None:
+    as_create_all_left_it(adoptable(newest))
     job_id = uuid.uuid4()
     with session_scope() as session:
         session.add(
@@ -96,26 +116,18 @@ def test_tables_create_all_made_are_adopted_with_their_rows(empty_database: Path
             )
         )
 
-    upgrade_to_heads()
+    applied = upgrade_to_heads()
 
+    stamped = {
+        ancestor.revision
+        for revision in adoptable(newest)
+        for ancestor in script_directory().iterate_revisions(revision, "base")
+    }
+    assert set(applied) == all_revisions() - stamped
     command.check(alembic_config())
     assert schema_problem() is None
     with session_scope() as session:
         assert session.get(Job, job_id) is not None
-
-
-def test_tables_of_each_parts_first_revision_are_adopted_and_upgraded(empty_database: Path) -> None:
-    # Each part's tables as its first release made them, then nothing recording that.
-    config = alembic_config()
-    for base in sorted(first_revisions()):
-        command.upgrade(config, base)
-    with get_engine().begin() as connection:
-        connection.execute(text("DROP TABLE alembic_version"))
-
-    applied = upgrade_to_heads()
-
-    assert set(applied) == all_revisions() - first_revisions()
-    command.check(config)
 
 
 def test_a_removed_parts_version_is_forgotten_and_the_rest_upgrades(
