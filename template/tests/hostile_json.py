@@ -5,9 +5,18 @@ import json
 from typing import Any
 
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from app.core.validation import MAX_JSON_DEPTH
+
+# Bounded: the suite runs in every rendered combination. Each example is a real request
+# and, when accepted, a real job.
+HOSTILE = settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 # Characters some layer cannot carry (NUL, lone surrogates), breaks a line (C0/C1 controls,
 # U+2028/9), or that are merely unusual (BOM, the last code point, an emoji, Unicode text).

@@ -4,21 +4,13 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from app.core.validation import first_uncarriable
-from tests.hostile_json import hostile, post_json
+from tests.hostile_json import HOSTILE, hostile, post_json
 
 Wait = Callable[..., dict[str, Any]]
-# Bounded: the suite runs in every rendered combination. Each example is a real request
-# and, when accepted, a real job.
-HOSTILE = settings(
-    max_examples=25,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-
 DOCUMENTS = st.fixed_dictionaries(
     {
         "title": st.sampled_from(["Notes", "A title"]),
