@@ -16,7 +16,7 @@ from app.core.config import get_settings
 from app.features.email import service
 from app.features.email.tasks import send_welcome
 from app.tasks import PermanentError
-from tests.features.email.conftest import HANG_UP, SENDER, SmtpServer
+from tests.features.email.conftest import HANG_UP, SENDER, SmtpServer, point_smtp_at
 
 Wait = Callable[..., dict[str, Any]]
 ADA = {"email": "ada@example.com", "name": "Ada Lovelace"}
@@ -137,6 +137,25 @@ def test_server_down_fails_after_every_attempt_while_the_api_keeps_answering(
         client.get(f"/users/{pending.result().json()['id']}").json()["welcome_email_sent_at"]
         is None
     )
+
+
+def test_an_operator_retry_sends_the_email_once_the_server_is_back(
+    client: TestClient, smtp_down: int, wait_for_job: Wait, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(get_settings(), "job_max_attempts", 2)
+    user = register(client)
+    job_id = user["welcome_email_job_id"]
+    assert wait_for_job(job_id)["status"] == "failed"  # SMTP was down for every attempt
+
+    with SmtpServer() as server:  # the server is back (the operator fixed SMTP_* settings)
+        point_smtp_at(monkeypatch, server.port)
+        retried = client.post(f"/jobs/{job_id}/retry")
+        assert retried.status_code == 202, retried.text
+        job = wait_for_job(job_id)
+
+    assert job["status"] == "succeeded", job["error"]
+    assert [delivery.rcpt_tos for delivery in server.deliveries] == [[ADA["email"]]]
+    assert client.get(f"/users/{user['id']}").json()["welcome_email_sent_at"] is not None
 
 
 def test_a_silent_server_times_out_without_stalling_the_api(
