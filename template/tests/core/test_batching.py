@@ -55,7 +55,7 @@ def test_work_handed_over_while_closing_is_done_and_close_returns() -> None:
     assert sorted(batches.processed) == ["first", "second"]
 
     batches.close()
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while threads_left() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert threads_left() == []

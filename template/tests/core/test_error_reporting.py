@@ -43,7 +43,7 @@ class Ingest:
             if json.loads(header).get("type") == "event":
                 self.events.append(json.loads(payload))
 
-    def wait_for_events(self, count: int, timeout: float = 5) -> list[dict[str, Any]]:
+    def wait_for_events(self, count: int, timeout: float = 30) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         sentry_sdk.flush(timeout)
         while len(self.events) < count and time.monotonic() < deadline:

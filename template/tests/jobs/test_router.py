@@ -74,7 +74,7 @@ def queued_job() -> uuid.UUID:
     return asyncio.run(get_job_store().create("samples.echo", {"value": "q"}, None))
 
 
-def wait_for_status(client: TestClient, job_id: str, wanted: str, timeout: float = 10) -> None:
+def wait_for_status(client: TestClient, job_id: str, wanted: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while (status := client.get(f"/jobs/{job_id}").json()["status"]) != wanted:
         assert time.monotonic() < deadline, f"job {job_id} still {status}, not {wanted}"

@@ -37,7 +37,7 @@ def wait_for_records() -> Callable[..., list[dict[str, Any]]]:
     def wait(
         client: TestClient,
         count: int = 1,
-        timeout: float = 10.0,
+        timeout: float = 60.0,
         headers: dict[str, str] | None = None,  # an ops key, where keys are set
         **filters: Any,
     ) -> list[dict[str, Any]]:
