@@ -171,6 +171,49 @@ def price_bookkeeping(
     return result
 
 
+# The naive reference (bench/naive.py): what the FastAPI docs show, nothing durable.
+NAIVE_APP = "bench.naive:app" if RUNS_IN_API_PROCESS else "bench.naive_celery:app"
+NAIVE_ENQUEUE = "/enqueue" if RUNS_IN_API_PROCESS else "/delay"  # add_task, or .delay()
+
+
+def ratio(ours: float, reference: float) -> float:
+    return round(ours / reference, 3) if reference else 0.0
+
+
+def naive_phases(
+    env: dict[str, str], workdir: Path, args: argparse.Namespace
+) -> dict[str, dict[str, Any]]:
+    """The plain app's bare endpoint and its naive enqueue, driven like the service's."""
+    port = free_port()
+    log = workdir / "naive.log"
+    server = start(
+        [
+            *(PYTHON, "-m", "uvicorn", NAIVE_APP),
+            *("--port", str(port), "--log-level", "warning", "--no-access-log"),
+        ],
+        env,
+        log,
+    )
+    base = f"http://127.0.0.1:{port}"
+    phases: dict[str, dict[str, Any]] = {}
+    try:
+        wait_ready(lambda: httpx.post(f"{base}/bare", timeout=1).is_success, server, log)
+        for phase, path in (("bare", "/bare"), ("enqueue", NAIVE_ENQUEUE)):
+            before, started = cpu_seconds(server.pid), time.monotonic()
+            phases[phase] = load(f"{base}{path}", args.concurrency, args.duration)
+            phases[phase]["cpu"] = cpu_per_request(
+                server.pid, before, phases[phase]["requests"], time.monotonic() - started
+            )
+    finally:
+        server.terminate()
+        server.wait(15)
+        if not RUNS_IN_API_PROCESS:  # no worker consumes the naive queue: empty it
+            naive_celery = ("-A", "bench.naive_celery:celery_app")
+            purge = ("purge", "-f", "-Q", env["NAIVE_QUEUE"])
+            subprocess.run([PYTHON, "-m", "celery", *naive_celery, *purge], env=env, check=True)
+    return phases
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -192,6 +235,7 @@ def main() -> None:
         "DATABASE_URL": database_url,
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
         "CELERY_QUEUE": f"bench-{uuid.uuid4().hex[:8]}",
+        "NAIVE_QUEUE": f"bench-naive-{uuid.uuid4().hex[:8]}",
         # A throwaway service on loopback, open like any development run without keys.
         "ENVIRONMENT": "development",
         "API_KEYS": "",
@@ -208,6 +252,7 @@ def main() -> None:
         wait_ready(lambda: "ready" in log.read_text(), instant, log)
         ceiling = load(f"http://127.0.0.1:{port}/", args.concurrency, args.duration)
         instant.terminate()
+        naive = naive_phases(env, workdir, args)
 
         if not RUNS_IN_API_PROCESS:
             log = workdir / "worker.log"
@@ -270,12 +315,17 @@ def main() -> None:
         "loadgen_ceiling_rps": round(ceiling["rps"], 1),
         "bare_rps": round(bare["rps"], 1),
         "enqueue_rps": round(enqueue["rps"], 1),
-        "ratio": round(enqueue["rps"] / bare["rps"], 3) if bare["rps"] else 0.0,
+        "ratio": ratio(enqueue["rps"], bare["rps"]),
         "bare_p50_ms": round(bare["p50_ms"], 2),
         "bare_p99_ms": round(bare["p99_ms"], 2),
         "enqueue_p50_ms": round(enqueue["p50_ms"], 2),
         "enqueue_p99_ms": round(enqueue["p99_ms"], 2),
         "jobs_per_s": round(jobs["jobs_per_s"], 1),
+        "naive_bare_rps": round(naive["bare"]["rps"], 1),
+        "naive_rps": round(naive["enqueue"]["rps"], 1),
+        # Our durable enqueue against the naive one, our bare endpoint against a plain app's.
+        "vs_naive": ratio(enqueue["rps"], naive["enqueue"]["rps"]),
+        "bare_vs_naive_bare": ratio(bare["rps"], naive["bare"]["rps"]),
         "submitted": submitted,
         "succeeded": jobs["succeeded"],
         "failed": jobs["failed"],
@@ -284,6 +334,8 @@ def main() -> None:
         # API process CPU per request: on its event loop, on its other threads, cores used.
         "bare_cpu": bare["cpu"],
         "enqueue_cpu": enqueue["cpu"],
+        "naive_bare_cpu": naive["bare"]["cpu"],
+        "naive_cpu": naive["enqueue"]["cpu"],
     }
     if "worker_cpu_us_per_job" in jobs:
         result["worker_cpu_us_per_job"] = jobs["worker_cpu_us_per_job"]
@@ -297,14 +349,18 @@ def main() -> None:
             result["raw_task_cpu_us"] = round(raw_cpu, 1)
             result["wrapped_job_cpu_us"] = round(wrapped_cpu, 1)
             result["bookkeeping_cpu_cost"] = round(1 - raw_cpu / wrapped_cpu, 3)
-    rows = [
-        ("load generator ceiling", ceiling["rps"], ceiling["p50_ms"], ceiling["p99_ms"]),
-        ("bare endpoint", bare["rps"], bare["p50_ms"], bare["p99_ms"]),
-        ("enqueue (durable job)", enqueue["rps"], enqueue["p50_ms"], enqueue["p99_ms"]),
-    ]
+    naive_name = "naive add_task" if RUNS_IN_API_PROCESS else "naive .delay()"
+    measured: dict[str, dict[str, Any]] = {
+        "load generator ceiling": ceiling,
+        "naive bare (plain app)": naive["bare"],
+        naive_name: naive["enqueue"],
+        "bare endpoint": bare,
+        "enqueue (durable job)": enqueue,
+    }
     print(f"{'':24} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}   API CPU per request")
-    for name, rps, p50, p99 in rows:
-        cpu = {"bare endpoint": bare["cpu"], "enqueue (durable job)": enqueue["cpu"]}.get(name)
+    for name, figures in measured.items():
+        rps, p50, p99 = figures["rps"], figures["p50_ms"], figures["p99_ms"]
+        cpu = figures.get("cpu")
         where = (
             f"   {cpu['loop_us']:.0f} µs loop + {cpu['threads_us']:.0f} µs threads"
             f" ({cpu['cores']:.2f} cores)"
@@ -315,6 +371,10 @@ def main() -> None:
     print(
         f"enqueue/bare = {result['ratio']:.2f}; jobs {result['succeeded']}/{submitted} succeeded"
         f" at {result['jobs_per_s']:.0f}/s; lost {result['lost']}"
+    )
+    print(
+        f"against the naive patterns: enqueue {result['vs_naive']:.2f}x {naive_name}, "
+        f"bare {result['bare_vs_naive_bare']:.2f}x a plain app's bare endpoint"
     )
     if "worker_cpu_us_per_job" in result:
         print(f"worker CPU per job, end to end: {result['worker_cpu_us_per_job']:.0f} µs")
