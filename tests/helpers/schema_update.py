@@ -1,5 +1,6 @@
 """Projects rendered from main before migrations, used with rows, then updated with `copier update`."""
 
+import fcntl
 import json
 import shutil
 import subprocess
@@ -106,8 +107,23 @@ print("\n".join(seen))
 """
 
 
+def fetch_history_if_shallow() -> None:
+    """A shallow clone (`git clone --depth 1`) lacks the old revisions: fetch them, once."""
+    with (ROOT / ".git" / "history-fetch.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # xdist workers must not fetch into one repo at once
+        shallow = subprocess.run(
+            ["git", "rev-parse", "--is-shallow-repository"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        if shallow.stdout.strip() == "true":
+            subprocess.run(["git", "fetch", "-q", "--unshallow"], cwd=ROOT, capture_output=True)
+
+
 def history_repo(repo: Path) -> list[str]:
     """A template repository: a tag per pre-migration revision of main, then today's as v1.0.0."""
+    fetch_history_if_shallow()
     git(repo.parent, "init", "-q", str(repo))
     tags = []
     for number, revision in enumerate(PRE_MIGRATION_REVISIONS, start=1):
