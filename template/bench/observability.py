@@ -38,9 +38,9 @@ class DropSpans(SpanExporter):
 def bare_app() -> FastAPI:
     app = FastAPI()
 
-    @app.get("/items/{item_id}")
-    async def item(item_id: int) -> dict[str, int]:
-        return {"id": item_id}
+    @app.get("/widgets/{widget_id}")
+    async def widget(widget_id: int) -> dict[str, int]:
+        return {"id": widget_id}
 
     return app
 
@@ -62,8 +62,8 @@ async def drive(app: ASGIApp, requests: int) -> float:
             "http_version": "1.1",
             "method": "GET",
             "scheme": "http",
-            "path": f"/items/{n}",
-            "raw_path": f"/items/{n}".encode(),
+            "path": f"/widgets/{n}",
+            "raw_path": f"/widgets/{n}".encode(),
             "query_string": b"",
             "root_path": "",
             "headers": [(b"host", b"bench")],
