@@ -2,10 +2,11 @@
 
 import re
 import shlex
-import sqlite3
 from pathlib import Path
 
 from tests.conftest import BASE_ANSWERS, project_tool, render, sync_project, tool
+from tests.helpers.schema_update import columns
+from tests.helpers.update import edit
 
 ORDERS_MODELS = '''"""The `orders` table: the user's own."""
 
@@ -35,11 +36,6 @@ def readme_recipe(project: Path) -> list[list[str]]:
     return [[tool("uv"), *command[1:]] for command in commands if command]
 
 
-def columns(database: Path, table: str) -> set[str]:
-    with sqlite3.connect(database) as connection:
-        return {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
-
-
 def test_own_models_get_a_branch_by_the_readme_recipe_and_start_up_creates_them(
     template_snapshot: Path, tmp_path: Path
 ) -> None:
@@ -58,13 +54,10 @@ def test_own_models_get_a_branch_by_the_readme_recipe_and_start_up_creates_them(
     (package / "__init__.py").write_text('"""Orders: the user\'s own feature."""\n')
     (package / "migrations" / "__init__.py").write_text("")
     (package / "models.py").write_text(ORDERS_MODELS)
-    pyproject = project / "pyproject.toml"
-    text = pyproject.read_text()
-    pyproject.write_text(
-        text.replace(
-            '    "app/jobs/migrations",\n',
-            '    "app/jobs/migrations",\n    "app/orders/migrations",\n',
-        )
+    edit(
+        project / "pyproject.toml",
+        '    "app/jobs/migrations",\n',
+        '    "app/jobs/migrations",\n    "app/orders/migrations",\n',
     )
     project_tool(project, "python", "-m", "app.core.migrate", env=env)  # at the heads
 
@@ -76,13 +69,13 @@ def test_own_models_get_a_branch_by_the_readme_recipe_and_start_up_creates_them(
     project_tool(project, "python", "-m", "app.core.migrate", env=env)
 
     assert "No new upgrade operations detected" in project_tool(project, *check[2:], env=env)
-    assert {"id", "title", "note"} <= columns(database, "orders")
+    assert {"id", "title", "note"} <= set(columns(database, "orders"))
     # A new database gets the user's branch at start-up, like every other part.
     fresh = tmp_path / "fresh.db"
     project_tool(
         project, "python", "-m", "app.core.migrate", env={"DATABASE_URL": f"sqlite:///{fresh}"}
     )
-    assert {"id", "title", "note"} <= columns(fresh, "orders")
+    assert {"id", "title", "note"} <= set(columns(fresh, "orders"))
     # What autogenerate wrote passes the project's own checks, migration tests included.
     project_tool(project, "ruff", "check", ".")
     project_tool(project, "ruff", "format", "--check", ".")
