@@ -1,6 +1,7 @@
 """Every combination of answers renders clean, lints and type-checks clean, imports every
 module it ships and passes its own test suite."""
 
+import fcntl
 import hashlib
 import json
 import os
@@ -181,23 +182,27 @@ def test_combination_renders_lints_type_checks_and_passes_its_tests(
     # linted and passed in this run (the same answers without Docker) needn't be again.
     marker = passed_trees / fingerprint
     failed = marker.with_suffix(".failed")
-    if failed.exists():
-        # Its failure is reported once, under the combination that ran it: running the
-        # same tree again would cost minutes and say nothing new.
-        pytest.fail(f"the same tree as {failed.read_text()}, which failed in this run")
-    if not marker.exists():
-        try:
-            sync_project(project)
-            check_slug_cannot_shadow_an_installed_package(project)
-            project_tool(project, "ruff", "check", ".")
-            project_tool(project, "ruff", "format", "--check", ".")
-            project_tool(project, "mypy")  # with this worker's cache (see shared_mypy_cache)
-            check_every_module_imports(project)
-            check_migrations(project, tmp_path)
-            project_tool(project, "pytest", "-q", "-p", "no:cacheprovider")
-        except BaseException:
-            failed.write_text(combo.id)
-            raise
-        marker.write_text(combo.id)
+    # A twin in flight on another xdist worker holds the lock: wait for its verdict rather
+    # than run the same two minutes of checks beside it.
+    with marker.with_suffix(".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if failed.exists():
+            # Its failure is reported once, under the combination that ran it: running the
+            # same tree again would cost minutes and say nothing new.
+            pytest.fail(f"the same tree as {failed.read_text()}, which failed in this run")
+        if not marker.exists():
+            try:
+                sync_project(project)
+                check_slug_cannot_shadow_an_installed_package(project)
+                project_tool(project, "ruff", "check", ".")
+                project_tool(project, "ruff", "format", "--check", ".")
+                project_tool(project, "mypy")  # with this worker's cache (shared_mypy_cache)
+                check_every_module_imports(project)
+                check_migrations(project, tmp_path)
+                project_tool(project, "pytest", "-q", "-p", "no:cacheprovider")
+            except BaseException:
+                failed.write_text(combo.id)
+                raise
+            marker.write_text(combo.id)
 
     shutil.rmtree(project)  # passing renders are not worth their disk space
