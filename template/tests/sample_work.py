@@ -3,6 +3,7 @@
 import asyncio
 import logging
 import os
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from fastapi import APIRouter, FastAPI, HTTPException, status
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
+from app.core.database import session_scope
 from app.core.logging import job_id_var
 from app.core.rate_limit import RateLimit
 from app.core.security import ClientScope
@@ -27,6 +29,7 @@ from app.tasks import (
     Task,
     TaskQueueDep,
     raise_if_cancelled,
+    stage,
     task,
 )
 
@@ -38,6 +41,9 @@ class QueueDown:
 
     async def enqueue(self, task: Task, /, **kwargs: Any) -> uuid.UUID:
         raise QueueUnavailable("the task broker is unreachable", uuid.uuid4())
+
+    async def dispatch(self, job: QueuedJob, /) -> None:
+        """Leaves the committed row queued, as Celery's does with a dead broker."""
 
     async def submit(self, job: QueuedJob, /) -> None:
         raise QueueUnavailable("the task broker is unreachable", job.id)
@@ -151,6 +157,12 @@ async def carry(value: Any) -> str:
     return type(value).__name__
 
 
+@task("samples.die")
+def die() -> None:
+    """Kills the process running it, as poison input once did to Celery's pool processes."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 @task("samples.refuse")
 async def refuse(secret: str) -> None:
     """Fails for good; its argument stands for what a client sent (never reported)."""
@@ -178,6 +190,7 @@ UNITS = {
         fail_slowly,
         carry,
         cancellable,
+        die,
     )
 }
 
@@ -188,6 +201,20 @@ async def enqueue_sample(name: str, kwargs: dict[str, Any], queue: TaskQueueDep)
     job = await asyncio.to_thread(get_job_store().get, job_id)
     assert job is not None
     return Enqueued(job_id=job_id, status_at_enqueue=job.status)
+
+
+def stage_alone(unit: Task, kwargs: dict[str, Any]) -> QueuedJob:
+    """Stage a job in a transaction of its own, as a feature stages one beside its row."""
+    with session_scope() as session:
+        return stage(session, unit, **kwargs)
+
+
+@router.post("/{name}/staged", status_code=status.HTTP_202_ACCEPTED)
+async def stage_sample(name: str, kwargs: dict[str, Any], queue: TaskQueueDep) -> Enqueued:
+    """Commit the job's row first, then dispatch it (the outbox path features take)."""
+    job = await asyncio.to_thread(stage_alone, UNITS[name], kwargs)
+    await queue.dispatch(job)
+    return Enqueued(job_id=job.id, status_at_enqueue="queued")
 
 
 @router.post("/{name}/then-fail")

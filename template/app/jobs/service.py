@@ -1,4 +1,8 @@
-"""Reads and writes of job rows; every write goes through the group-commit writer."""
+"""Reads and writes of job rows; every write goes through the group-commit writer.
+
+The one exception is a new job staged in a caller's transaction (`insert_job`, used by
+`app.tasks.stage`): it commits together with the domain row that needs it.
+"""
 
 import asyncio
 import base64
@@ -6,12 +10,14 @@ import binascii
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, false, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, case, false, insert, or_, select, update
+from sqlalchemy.orm import Session
 
+from app.core.config import get_settings
 from app.core.database import get_engine, get_sessionmaker, utcnow
 from app.core.writer import GroupCommitWriter
 from app.jobs.models import RETRYABLE, UNFINISHED, Job, JobStatus
@@ -29,9 +35,17 @@ _UNFINISHED = or_(*(_jobs.c.status == status for status in UNFINISHED))
 # may race; each statement only moves a row from the states it names, so whichever comes
 # second finds nothing to change: a cancelled job is never started nor overwritten.
 # Returns the attempt's number within the current run (since the last operator retry).
+# A `running` row whose lease is live (its process renews it) is not started again: a
+# duplicate delivery of a job that another worker runs must not run beside it.
 _START = (
     update(_jobs)
-    .where(_jobs.c.id == bindparam("job_id"), _UNFINISHED)
+    .where(
+        _jobs.c.id == bindparam("job_id"),
+        or_(
+            _jobs.c.status == JobStatus.QUEUED,
+            and_(_jobs.c.status == JobStatus.RUNNING, _jobs.c.updated_at < bindparam("cutoff")),
+        ),
+    )
     .values(status=JobStatus.RUNNING, attempts=_jobs.c.attempts + 1, updated_at=bindparam("now"))
     .returning(_jobs.c.attempts - _jobs.c.attempt_base)
 )
@@ -77,7 +91,26 @@ _RENEW = (
 )
 # Renewing a lease that expired is taking the job over: the condition and the write are one
 # statement, so of several processes claiming the job at once exactly one gets a row back.
-_CLAIM = _RENEW.where(_jobs.c.updated_at < bindparam("cutoff")).returning(_jobs.c.attempts)
+# The row goes back to `queued` (its lease now the claimer's), so the claimer can start it.
+_CLAIM = (
+    _RENEW.where(_jobs.c.updated_at < bindparam("cutoff"))
+    .values(status=JobStatus.QUEUED)
+    .returning(_jobs.c.attempts)
+)
+# A Celery pool process died holding the job: the row goes back to `queued` so the
+# redelivered message can start it at once. A death before the attempt started (handing
+# the message to the pool) is counted as an attempt too, so poison ends either way.
+# Returns the attempts made within the current run.
+_LOST = (
+    update(_jobs)
+    .where(_jobs.c.id == bindparam("job_id"), _UNFINISHED)
+    .values(
+        status=JobStatus.QUEUED,
+        attempts=_jobs.c.attempts + case((_jobs.c.status == JobStatus.QUEUED, 1), else_=0),
+        updated_at=bindparam("now"),
+    )
+    .returning(_jobs.c.attempts - _jobs.c.attempt_base)
+)
 # Changes no row, yet a database (or connection) that refuses writes refuses it: SQLite and
 # PostgreSQL both check before they look for rows.
 _PROBE = update(_jobs).where(false()).values(updated_at=_jobs.c.updated_at)
@@ -129,6 +162,35 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise ValueError("not a cursor this service returned") from None
 
 
+def new_job_row(
+    kind: str, args: dict[str, Any], request_id: str | None, trace_context: str | None
+) -> dict[str, Any]:
+    """The values of a new `queued` job's row, under a fresh id.
+
+    Its lease starts at creation (`updated_at`): a row nobody hands over or renews is
+    abandoned once the lease runs out, and taken over like any other.
+    """
+    now = utcnow()
+    return {
+        "id": uuid.uuid4(),
+        "kind": kind,
+        "status": JobStatus.QUEUED,
+        "args": args,
+        "attempts": 0,
+        "error": None,
+        "result": None,
+        "request_id": request_id,
+        "trace_context": trace_context,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def insert_job(session: Session, row: dict[str, Any]) -> None:
+    """Add a job row to the caller's transaction: it commits (or not) with the caller's rows."""
+    session.execute(_INSERT, row)
+
+
 class JobStore:
     """The only code that changes job rows, so both task backends record jobs alike."""
 
@@ -143,21 +205,8 @@ class JobStore:
         trace_context: str | None = None,
     ) -> uuid.UUID:
         """Insert a `queued` row and wait for its commit: the job exists before any work starts."""
-        job_id = uuid.uuid4()
-        now = utcnow()
-        row = {
-            "id": job_id,
-            "kind": kind,
-            "status": JobStatus.QUEUED,
-            "args": args,
-            "attempts": 0,
-            "error": None,
-            "result": None,
-            "request_id": request_id,
-            "trace_context": trace_context,
-            "created_at": now,
-            "updated_at": now,
-        }
+        row = new_job_row(kind, args, request_id, trace_context)
+        job_id: uuid.UUID = row["id"]
         await self.writer.write(_INSERT, row, key=job_id)
         return job_id
 
@@ -166,9 +215,12 @@ class JobStore:
 
         The number counts from the operator's last retry, if any. None: the job is no
         longer queued or running (cancelled, or finished by a duplicate delivery), so the
-        work must not run. Awaited, so a cancel that came first always wins.
+        work must not run; so is a job `running` under another process's live lease (a
+        duplicate delivery). Awaited, so a cancel that came first always wins.
         """
-        params = {"job_id": job_id, "now": utcnow()}
+        now = utcnow()
+        lease = timedelta(seconds=get_settings().job_lease_seconds)
+        params = {"job_id": job_id, "now": now, "cutoff": now - lease}
         attempt = await self.writer.write(_START, params, scalar=True, key=job_id)
         return None if attempt is None else int(attempt)
 
@@ -277,13 +329,32 @@ class JobStore:
         attempts: int | None = await self.writer.write(_CLAIM, params, scalar=True, key=job_id)
         return attempts
 
-    def abandoned(self, cutoff: datetime) -> list[Job]:
-        """Jobs still `queued`/`running` whose lease ran out before `cutoff`: nobody holds them."""
+    async def lost(self, job_id: uuid.UUID) -> int | None:
+        """Give back a job whose process died holding it; the attempts made in this run.
+
+        None when the job is no longer unfinished (finished, cancelled, or gone).
+        """
+        params = {"job_id": job_id, "now": utcnow()}
+        attempts = await self.writer.write(_LOST, params, scalar=True, key=job_id)
+        return None if attempts is None else int(attempts)
+
+    def abandoned(self, cutoff: datetime, queued_cutoff: datetime | None = None) -> list[Job]:
+        """Jobs still `queued`/`running` whose lease ran out before `cutoff`: nobody holds them.
+
+        `queued_cutoff`, when given, applies to `queued` rows instead: on Celery a queued
+        job waits in the broker, and only one waiting far longer was never published.
+        """
+        queued_before = cutoff if queued_cutoff is None else queued_cutoff
         with get_sessionmaker()() as session:
             return list(
                 session.scalars(
                     select(Job)
-                    .where(Job.status.in_(UNFINISHED), Job.updated_at < cutoff)
+                    .where(
+                        or_(
+                            and_(Job.status == JobStatus.RUNNING, Job.updated_at < cutoff),
+                            and_(Job.status == JobStatus.QUEUED, Job.updated_at < queued_before),
+                        )
+                    )
                     .order_by(Job.created_at)
                 )
             )

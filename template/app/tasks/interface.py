@@ -12,11 +12,13 @@ from typing import Any, Protocol
 
 from croniter import croniter
 from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 
 from app.core.config import get_settings
-from app.core.logging import job_id_var
+from app.core.logging import job_id_var, request_id_var
+from app.core.tracing import current_traceparent
 from app.jobs.models import JobStatus
-from app.jobs.service import QueuedJob, get_job_store
+from app.jobs.service import QueuedJob, get_job_store, insert_job, new_job_row
 
 JsonArgs = dict[str, Any]
 
@@ -212,10 +214,34 @@ def backoff_seconds(attempt: int) -> float:
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
+def stage(session: Session, task: Task, /, **kwargs: Any) -> QueuedJob:
+    """Add a `queued` job for `task` to the caller's transaction (a transactional outbox).
+
+    For work a domain row needs (a new user's welcome email, a new document's processing):
+    the row and its job commit together or not at all, so no crash can leave one without
+    the other. Once the transaction committed, `await queue.dispatch(job)` hands it over.
+    Checks the arguments as `enqueue` does, and carries the request id and trace along.
+    """
+    task.check_arguments(kwargs)
+    request_id, trace_context = request_id_var.get(), current_traceparent()
+    row = new_job_row(task.name, kwargs, request_id, trace_context)
+    insert_job(session, row)
+    return QueuedJob(row["id"], task.name, kwargs, request_id, trace_context)
+
+
 class TaskQueue(Protocol):
     """What a feature sees: hand over a named unit of work, get the id of its job back."""
 
     async def enqueue(self, task: Task, /, **kwargs: Any) -> uuid.UUID: ...
+
+    async def dispatch(self, job: QueuedJob, /) -> None:
+        """Hand over a job whose row the caller's transaction committed (see `stage`).
+
+        Never raises for the backend's sake: the row is durable, so work the backend cannot
+        take now stays `queued` and is recovered (a lease sweep, or a worker's sweep that
+        publishes rows left unpublished), and the answer can still name the job.
+        """
+        ...
 
     async def submit(self, job: QueuedJob, /) -> None:
         """Hand an existing `queued` job (an operator's retry) to the backend again."""
@@ -224,19 +250,3 @@ class TaskQueue(Protocol):
     async def revoke(self, job_id: uuid.UUID, /) -> None:
         """Tell the backend a job was cancelled, so it drops the work it still holds."""
         ...
-
-
-async def enqueue_or_undo(
-    queue: TaskQueue, task: Task, undo: Callable[[], Any], /, **kwargs: Any
-) -> uuid.UUID:
-    """Enqueue the work; should that fail, run `undo` (sync) and re-raise.
-
-    For work that completes what the request already committed (a new user's welcome
-    email, a new document's processing): a refused job answers 503 "try again later", and
-    the retry must find nothing half-done, or it meets a 409 or writes the row twice.
-    """
-    try:
-        return await queue.enqueue(task, **kwargs)
-    except Exception:
-        await run_in_threadpool(undo)
-        raise

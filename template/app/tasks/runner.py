@@ -113,8 +113,13 @@ async def _run_attempt(
         # --- job operations: a cancelled job never starts ---
         attempt = await store.start_attempt(job_id)
         if attempt is None:
-            JOBS.labels(name, "cancelled").inc()
-            logger.info("job skipped: it was cancelled", extra={"kind": name})
+            # Cancelled, finished, or running under another process's live lease (a
+            # duplicate delivery, which must not run beside or after the one holding it).
+            JOBS.labels(name, "skipped").inc()
+            logger.info(
+                "job skipped: it was cancelled, has finished or runs elsewhere",
+                extra={"kind": name},
+            )
             return Outcome("cancelled")
         # ---
         if attempt > task.attempts_allowed:

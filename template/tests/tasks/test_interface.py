@@ -1,12 +1,16 @@
-"""The task interface: what enqueueing refuses before any job row is written; schedules."""
+"""The task interface: what enqueueing refuses before any job row is written; staging; schedules."""
 
 import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
-from app.tasks import Schedule, Task, task
+from app.core.database import session_scope
+from app.core.logging import request_id_var
+from app.jobs.models import Job
+from app.tasks import Schedule, Task, stage, task
 
 
 def takes_a_value(value: object) -> None:
@@ -29,6 +33,43 @@ def test_arguments_json_cannot_carry_are_refused(value: object) -> None:
 def test_arguments_the_function_does_not_take_are_refused() -> None:
     with pytest.raises(TypeError, match="unexpected keyword argument 'other'"):
         UNIT.check_arguments({"value": 1, "other": 2})
+
+
+# --- staging a job in the caller's transaction ---
+
+
+def job_rows() -> list[Job]:
+    with session_scope() as session:
+        return list(session.scalars(select(Job)))
+
+
+def test_a_staged_job_commits_with_the_callers_transaction_and_carries_the_request_id() -> None:
+    token = request_id_var.set("req-staged")
+    try:
+        with session_scope() as session:
+            job = stage(session, UNIT, value=1)
+    finally:
+        request_id_var.reset(token)
+
+    [row] = job_rows()
+    assert (row.id, row.kind, row.status, row.args) == (job.id, UNIT.name, "queued", {"value": 1})
+    assert row.request_id == job.request_id == "req-staged"
+    assert row.created_at == row.updated_at  # its lease starts at creation
+
+
+def test_a_staged_job_rolls_back_with_the_callers_transaction() -> None:
+    with pytest.raises(RuntimeError), session_scope() as session:
+        stage(session, UNIT, value=1)
+        raise RuntimeError("the domain row could not be written")
+
+    assert job_rows() == []
+
+
+def test_staging_refuses_arguments_the_function_does_not_take() -> None:
+    with pytest.raises(TypeError), session_scope() as session:
+        stage(session, UNIT, other=2)
+
+    assert job_rows() == []
 
 
 # --- periodic units ---

@@ -2,7 +2,6 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request, Response, status
@@ -15,7 +14,7 @@ from app.features.cache_updates import service
 from app.features.cache_updates.cache import Cache, open_cache
 from app.features.cache_updates.schemas import ItemIn, ItemRead, ItemStats, ItemWritten
 from app.features.cache_updates.tasks import refresh_item, refresh_stats
-from app.tasks import TaskQueueDep, enqueue_or_undo
+from app.tasks import TaskQueueDep
 
 
 @asynccontextmanager
@@ -51,11 +50,12 @@ def not_found(item_id: int) -> HTTPException:
 
 @router.post("", status_code=status.HTTP_201_CREATED, dependencies=[RateLimit])
 async def create_item(body: ItemIn, response: Response, queue: TaskQueueDep) -> ItemWritten:
-    item = await run_in_threadpool(service.create_item, body)
-    # Else the retry of a 503 would create the item twice (a PUT may simply be retried).
-    job_id = await enqueue_or_undo(queue, refresh_stats, partial(service.delete_item, item.id))
+    # The item and the job refreshing the stats commit together: no crash leaves one
+    # without the other. Should the process die before handing it over, it is recovered.
+    item, job = await run_in_threadpool(service.create_item, body, refresh_stats)
+    await queue.dispatch(job)
     response.headers["Location"] = f"/items/{item.id}"
-    return ItemWritten(**item.model_dump(), job_id=job_id)
+    return ItemWritten(**item.model_dump(), job_id=job.id)
 
 
 # Declared before /{item_id}, which would otherwise claim the path "stats".

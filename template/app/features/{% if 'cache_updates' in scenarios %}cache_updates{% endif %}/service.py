@@ -8,7 +8,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal
 
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.core.database import session_scope, utcnow
@@ -22,6 +22,8 @@ from app.features.cache_updates.metrics import (
 )
 from app.features.cache_updates.models import Item, ItemWrites
 from app.features.cache_updates.schemas import ItemIn, ItemRead, ItemStats
+from app.jobs.service import QueuedJob
+from app.tasks import Task, stage
 
 logger = logging.getLogger(__name__)
 
@@ -58,24 +60,18 @@ def count_write(session: Session) -> None:
     session.execute(update(ItemWrites).values(total=ItemWrites.total + 1))
 
 
-def create_item(data: ItemIn) -> ItemRead:
+def create_item(data: ItemIn, refresh: Task) -> tuple[ItemRead, QueuedJob]:
+    """Insert an item and the job refreshing the stats after it (`refresh`), in one transaction.
+
+    Both commit or neither does: a crash cannot leave a new item the cached stats never count.
+    """
     with session_scope() as session:
         item = Item(name=data.name, price_cents=to_cents(data.price), version=1)
         session.add(item)
         session.flush()
         count_write(session)
-        return ItemRead.model_validate(item)
-
-
-def delete_item(item_id: int) -> None:
-    """Undo a creation (the job refreshing the stats could not be scheduled).
-
-    Counted as a write like any other: stats cached while the item existed must be older
-    than every later computation, or they would stay "newest" with the item in them.
-    """
-    with session_scope() as session:
-        session.execute(delete(Item).where(Item.id == item_id))
-        count_write(session)
+        job = stage(session, refresh)
+        return ItemRead.model_validate(item), job
 
 
 def update_item(item_id: int, data: ItemIn) -> ItemRead | None:

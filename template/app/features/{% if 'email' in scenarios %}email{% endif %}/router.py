@@ -1,6 +1,5 @@
 """`POST /users` registers a user and schedules their welcome email; `GET /users/{id}` reads one."""
 
-from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Response, status
@@ -11,7 +10,7 @@ from app.core.security import ClientScope
 from app.features.email import service
 from app.features.email.schemas import UserCreate, UserRead
 from app.features.email.tasks import send_welcome
-from app.tasks import TaskQueueDep, enqueue_or_undo
+from app.tasks import TaskQueueDep
 
 router = APIRouter(prefix="/users", tags=["users"], dependencies=[ClientScope])
 
@@ -27,18 +26,17 @@ UserId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 )
 async def create_user(payload: UserCreate, queue: TaskQueueDep, response: Response) -> UserRead:
     try:
-        user = await run_in_threadpool(service.create_user, payload.email, payload.name)
+        user, welcome_job = await run_in_threadpool(
+            service.create_user, payload.email, payload.name, send_welcome
+        )
     except service.EmailTaken:
         raise HTTPException(
             status.HTTP_409_CONFLICT, detail=f"A user with email {payload.email} already exists"
         ) from None
-    # Enqueued only once the user row is committed, so a refused duplicate schedules
-    # nothing. Should the process die right here, the user exists without a welcome job
-    # (`welcome_email_job_id` stays null, which is how an operator finds them).
-    undo = partial(service.delete_user, user.id)  # else the retry of a 503 meets a 409
-    job_id = await enqueue_or_undo(queue, send_welcome, undo, user_id=user.id)
-    await run_in_threadpool(service.set_welcome_email_job, user.id, job_id)
-    user.welcome_email_job_id = job_id
+    # The user and their welcome job committed together, so a refused duplicate schedules
+    # nothing, and a process dying right here leaves the job `queued` for recovery (the
+    # lease sweep, or a Celery worker's sweep), never a user without one.
+    await queue.dispatch(welcome_job)
     response.headers["Location"] = f"/users/{user.id}"
     return UserRead.model_validate(user)
 

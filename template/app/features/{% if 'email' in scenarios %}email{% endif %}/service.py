@@ -2,7 +2,6 @@
 
 import hashlib
 import re
-import uuid
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
@@ -12,14 +11,15 @@ from typing import Any, cast
 import aiosmtplib
 from email_validator import validate_email
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from sqlalchemy import CursorResult, delete, update
+from sqlalchemy import CursorResult, update
 from sqlalchemy.exc import IntegrityError
 
 from app.core.database import get_sessionmaker, session_scope, utcnow
 from app.features.email.config import EmailSettings
 from app.features.email.metrics import EMAILS_FAILED, EMAILS_SENT
 from app.features.email.models import User
-from app.tasks import PermanentError
+from app.jobs.service import QueuedJob
+from app.tasks import PermanentError, Task, stage
 
 # Autoescape in .html templates only: a name like "<script>" must reach the HTML part as
 # text, while the plain-text part keeps it verbatim.
@@ -55,32 +55,27 @@ class DeliveryUnknown(PermanentError):
     """The message may have reached the server: sending it again could deliver it twice."""
 
 
-def create_user(email: str, name: str) -> User:
-    """Insert a user; raises `EmailTaken` when the unique constraint on email refuses it."""
+def create_user(email: str, name: str, welcome: Task) -> tuple[User, QueuedJob]:
+    """Insert a user and the job of their welcome email (`welcome`), in one transaction.
+
+    Both commit or neither does: a crash cannot leave a user without a welcome job. Raises
+    `EmailTaken`, writing nothing, when the unique constraint on email refuses the user.
+    """
     try:
         with session_scope() as session:
             user = User(email=email, name=name, created_at=utcnow())
             session.add(user)
-            session.flush()
+            session.flush()  # the id the job takes; a duplicate email fails here
+            job = stage(session, welcome, user_id=user.id)
+            user.welcome_email_job_id = job.id
     except IntegrityError:
         raise EmailTaken(email) from None
-    return user
-
-
-def delete_user(user_id: int) -> None:
-    """Undo a registration (its welcome email could not be scheduled)."""
-    with session_scope() as session:
-        session.execute(delete(User).where(User.id == user_id))
+    return user, job
 
 
 def get_user(user_id: int) -> User | None:
     with get_sessionmaker()() as session:
         return session.get(User, user_id)
-
-
-def set_welcome_email_job(user_id: int, job_id: uuid.UUID) -> None:
-    with session_scope() as session:
-        session.execute(update(User).where(User.id == user_id).values(welcome_email_job_id=job_id))
 
 
 def claim_welcome_email(user_id: int) -> bool:

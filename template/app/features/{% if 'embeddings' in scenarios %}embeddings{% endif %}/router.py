@@ -2,7 +2,6 @@
 
 import math
 import uuid
-from functools import partial
 
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
@@ -27,7 +26,7 @@ from app.features.embeddings.schemas import (
 )
 from app.features.embeddings.tasks import process_document
 from app.features.embeddings.upload import read_upload
-from app.tasks import TaskQueueDep, enqueue_or_undo
+from app.tasks import TaskQueueDep
 
 router = APIRouter(prefix="/documents", tags=["documents"], dependencies=[ClientScope])
 
@@ -71,11 +70,11 @@ UPLOAD_BODY = {
 async def upload_document(request: Request, queue: TaskQueueDep) -> DocumentAccepted:
     """Store the document and embed it in the background; poll `GET /documents/{id}`."""
     upload = await read_upload(request, get_embeddings_settings().max_upload_bytes)
-    document_id = await run_in_threadpool(service.create_document, upload)
-    undo = partial(service.delete_document, document_id)  # else it would stay queued forever
-    job_id = await enqueue_or_undo(queue, process_document, undo, document_id=str(document_id))
-    await run_in_threadpool(service.attach_job, document_id, job_id)
-    return DocumentAccepted(id=document_id, status=DocumentStatus.QUEUED, job_id=job_id)
+    # The document and its processing job commit together: no crash leaves one without the
+    # other. Should the process die before handing it over, the job is recovered.
+    document_id, job = await run_in_threadpool(service.create_document, upload, process_document)
+    await queue.dispatch(job)
+    return DocumentAccepted(id=document_id, status=DocumentStatus.QUEUED, job_id=job.id)
 
 
 @router.get("/{document_id}", responses={404: {"description": "Unknown document"}})

@@ -16,35 +16,32 @@ from app.features.embeddings.models import Chunk, Document, DocumentStatus
 from app.features.embeddings.schemas import DocumentRead
 from app.features.embeddings.upload import Upload
 from app.jobs.models import JobStatus
-from app.jobs.service import get_job_store
-from app.tasks import PermanentError
+from app.jobs.service import QueuedJob, get_job_store
+from app.tasks import PermanentError, Task, stage
 
 
-def create_document(upload: Upload) -> uuid.UUID:
-    now = utcnow()
+def create_document(upload: Upload, processing: Task) -> tuple[uuid.UUID, QueuedJob]:
+    """Insert a `queued` document and the job that processes it (`processing`), in one transaction.
+
+    Both commit or neither does: a crash cannot leave a document `queued` with no job.
+    """
+    document_id, now = uuid.uuid4(), utcnow()
     with session_scope() as session:
-        document = Document(
-            title=upload.title,
-            source_format=upload.source_format,
-            content=upload.text,
-            size_bytes=upload.size_bytes,
-            status=DocumentStatus.QUEUED,
-            created_at=now,
-            updated_at=now,
+        job = stage(session, processing, document_id=str(document_id))
+        session.add(
+            Document(
+                id=document_id,
+                title=upload.title,
+                source_format=upload.source_format,
+                content=upload.text,
+                size_bytes=upload.size_bytes,
+                status=DocumentStatus.QUEUED,
+                job_id=job.id,
+                created_at=now,
+                updated_at=now,
+            )
         )
-        session.add(document)
-        session.flush()
-        return document.id
-
-
-def attach_job(document_id: uuid.UUID, job_id: uuid.UUID) -> None:
-    with session_scope() as session:
-        session.execute(update(Document).where(Document.id == document_id).values(job_id=job_id))
-
-
-def delete_document(document_id: uuid.UUID) -> None:
-    with session_scope() as session:
-        session.execute(delete(Document).where(Document.id == document_id))
+    return document_id, job
 
 
 def get_document(document_id: uuid.UUID) -> DocumentRead | None:

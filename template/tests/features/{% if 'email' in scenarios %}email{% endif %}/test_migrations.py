@@ -9,6 +9,7 @@ from app.core.database import get_engine, session_scope, utcnow
 from app.core.migrate import alembic_config, upgrade_to_heads
 from app.features.email import service
 from app.features.email.models import User
+from app.features.email.tasks import send_welcome
 
 
 def columns() -> set[str]:
@@ -17,7 +18,7 @@ def columns() -> set[str]:
 
 def test_downgrade_refuses_to_drop_a_claim_in_use_and_drops_it_once_cleared() -> None:
     upgrade_to_heads()
-    user = service.create_user("ada@example.com", "Ada")
+    user, _ = service.create_user("ada@example.com", "Ada", send_welcome)
     with session_scope() as session:
         session.execute(update(User).values(welcome_email_sending_at=utcnow()))
 

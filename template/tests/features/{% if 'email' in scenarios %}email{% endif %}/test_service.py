@@ -6,12 +6,15 @@ from typing import Any
 
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from sqlalchemy import select
 
-from app.core.database import utcnow
+from app.core.database import session_scope, utcnow
 from app.core.migrate import upgrade_to_heads
 from app.features.email import service
 from app.features.email.config import EmailSettings
 from app.features.email.models import User
+from app.features.email.tasks import send_welcome
+from app.jobs.models import Job
 from app.tasks import PermanentError
 from tests.features.email.conftest import SmtpServer
 
@@ -21,18 +24,34 @@ def tables() -> None:
     upgrade_to_heads()
 
 
+def welcome_jobs() -> list[Job]:
+    with session_scope() as session:
+        return list(session.scalars(select(Job).where(Job.kind == send_welcome.name)))
+
+
 def a_user(name: str = "Ada Lovelace", user_id: int = 7) -> User:
     return User(id=user_id, email="ada@example.com", name=name, created_at=utcnow())
 
 
 def test_the_unique_constraint_refuses_a_second_user_with_the_same_email(tables: None) -> None:
-    service.create_user("ada@example.com", "Ada")
+    service.create_user("ada@example.com", "Ada", send_welcome)
 
     # No pre-check stands in the way: the database itself refuses, so racing requests can't both win.
     with pytest.raises(service.EmailTaken):
-        service.create_user("ada@example.com", "Another Ada")
+        service.create_user("ada@example.com", "Another Ada", send_welcome)
 
     assert service.get_user(2) is None
+    assert len(welcome_jobs()) == 1  # the refused sign-up wrote no job either
+
+
+def test_a_user_and_their_welcome_job_commit_together(tables: None) -> None:
+    user, job = service.create_user("ada@example.com", "Ada", send_welcome)
+
+    stored = service.get_user(user.id)
+    [row] = welcome_jobs()
+    assert stored is not None
+    assert stored.welcome_email_job_id == job.id == row.id
+    assert (row.status, row.args) == ("queued", {"user_id": user.id})
 
 
 def test_welcome_email_has_a_text_part_and_an_html_alternative() -> None:

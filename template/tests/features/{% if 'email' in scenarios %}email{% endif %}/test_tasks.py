@@ -220,7 +220,7 @@ def test_a_connection_lost_after_the_message_went_out_fails_the_job_without_rese
 def test_a_rerun_after_a_crash_mid_send_fails_at_once_and_sends_nothing(
     client: TestClient, smtp_server: SmtpServer
 ) -> None:
-    user = service.create_user("ada@example.com", "Ada")
+    user, _ = service.create_user("ada@example.com", "Ada", send_welcome)
     assert service.claim_welcome_email(user.id)  # what a run that died mid-send leaves behind
 
     with pytest.raises(service.DeliveryUnknown) as raised:
@@ -236,7 +236,7 @@ def test_a_rerun_after_a_crash_mid_send_fails_at_once_and_sends_nothing(
 def test_two_runs_racing_for_one_user_deliver_one_email(
     client: TestClient, smtp_server: SmtpServer
 ) -> None:
-    user = service.create_user("ada@example.com", "Ada")
+    user, _ = service.create_user("ada@example.com", "Ada", send_welcome)
 
     async def race() -> list[Any]:
         runs = (send_welcome(user_id=user.id) for _ in range(2))

@@ -10,7 +10,12 @@ from fastapi.testclient import TestClient
 from starlette.types import Message
 
 from app.core.config import get_security_settings
+from app.features.embeddings import service
+from app.features.embeddings.models import SourceFormat
+from app.features.embeddings.tasks import process_document
 from app.features.embeddings.upload import MULTIPART_FRAMING_BYTES
+from app.features.embeddings.upload import Upload as UploadedText
+from app.tasks import RUNS_IN_API_PROCESS
 from tests.features.embeddings.fake_provider import EmbeddingsServer
 from tests.sample_work import create_sample_app
 
@@ -74,6 +79,20 @@ def test_json_document_becomes_ready_with_the_expected_chunk_count(
     assert document["embedding_model"] == "hashing-blake2b-v1"
     assert document["embedding_dimension"] == 64
     assert document["job_id"] == accepted["job_id"]
+
+
+@pytest.mark.skipif(not RUNS_IN_API_PROCESS, reason="on Celery a worker's sweep publishes it")
+def test_a_document_whose_process_died_after_the_commit_is_still_processed(
+    short_lease: float, client: TestClient, wait_for_job: Wait
+) -> None:
+    # What `POST /documents` commits, never handed over: the state a process killed right
+    # after the commit leaves. The live app takes the job over once its lease runs out.
+    upload = UploadedText("words", SourceFormat.TEXT, WORDS, len(WORDS))
+    document_id, job = service.create_document(upload, process_document)
+
+    document = ready(client, wait_for_job, {"id": str(document_id), "job_id": str(job.id)})
+
+    assert document["chunk_count"] > 0
 
 
 def test_markdown_file_is_parsed_and_searchable_as_text(

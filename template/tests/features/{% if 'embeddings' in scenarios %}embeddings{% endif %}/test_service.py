@@ -11,7 +11,9 @@ from app.core.migrate import upgrade_to_heads
 from app.features.embeddings import index, service
 from app.features.embeddings.embedders import HashingEmbedder
 from app.features.embeddings.models import Chunk, Document, DocumentStatus, SourceFormat
+from app.features.embeddings.tasks import process_document
 from app.features.embeddings.upload import Upload
+from app.jobs.models import Job
 
 EMBEDDER = HashingEmbedder(64)
 MIN_SCORE = 0.1  # EMBEDDINGS_MIN_SCORE's default
@@ -26,7 +28,9 @@ def tables() -> None:
 
 
 def new_document(text: str, source_format: SourceFormat = SourceFormat.TEXT) -> uuid.UUID:
-    return service.create_document(Upload("doc", source_format, text, len(text.encode())))
+    upload = Upload("doc", source_format, text, len(text.encode()))
+    document_id, _ = service.create_document(upload, process_document)
+    return document_id
 
 
 @pytest.fixture
@@ -54,6 +58,20 @@ def stored_chunks(document_id: uuid.UUID) -> list[tuple[int, str]]:
                 .order_by(Chunk.chunk_index)
             )
         ]
+
+
+def test_a_document_and_its_processing_job_commit_together(tables: None) -> None:
+    upload = Upload("doc", SourceFormat.TEXT, WORDS, len(WORDS))
+
+    document_id, job = service.create_document(upload, process_document)
+
+    with session_scope() as session:
+        document = session.get(Document, document_id)
+        [row] = session.scalars(select(Job))
+        assert document is not None
+        assert (document.status, document.job_id) == (DocumentStatus.QUEUED, job.id)
+        assert (row.id, row.kind, row.status) == (job.id, process_document.name, "queued")
+        assert row.args == {"document_id": str(document_id)}
 
 
 def test_processing_stores_one_vector_per_chunk_and_marks_ready(process: Process) -> None:
