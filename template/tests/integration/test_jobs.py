@@ -1,6 +1,7 @@
 """Job operations against the deployed service on PostgreSQL: list, retry, cancel."""
 
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -26,8 +27,16 @@ def test_many_jobs_list_in_disjoint_complete_pages(start_api: StartApi) -> None:
     for job_id in ids:
         wait_for_final(base_url, job_id, process)
 
+    # The session's database also holds other tests' echo jobs: list this test's only.
+    first = datetime.fromisoformat(job_status(base_url, ids[0])["created_at"])
+    since = (first - timedelta(microseconds=1)).isoformat()
     seen: list[str] = []
-    params: dict[str, Any] = {"kind": "samples.echo", "status": "succeeded", "limit": 7}
+    params: dict[str, Any] = {
+        "kind": "samples.echo",
+        "status": "succeeded",
+        "created_after": since,
+        "limit": 7,
+    }
     while True:
         page = httpx.get(f"{base_url}/jobs", params=params, timeout=5).json()
         seen += [job["id"] for job in page["items"]]
