@@ -41,7 +41,11 @@ def run(args: list[object], **kwargs: object) -> None:
 
 
 def env_with_venv() -> dict[str, str]:
-    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    # Bytecode written once is read by every later process; without it each one compiles
+    # what it imports from source (seconds per process on the CI machines, which set this).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
 
 
 def new(args: list[str]) -> int:
