@@ -37,9 +37,10 @@ def test_an_older_version_never_replaces_a_newer_one() -> None:
 
 def test_entries_expire_after_their_ttl() -> None:
     async def use(cache: Cache) -> tuple[object, object]:
-        await cache.set_if_newer("k", [1, 2], 1, 0.05)
+        # A whole second to read it back fresh: a loaded machine once took over 50 ms.
+        await cache.set_if_newer("k", [1, 2], 1, 1.0)
         fresh = await cache.get("k")
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(1.1)
         return fresh, await cache.get("k")
 
     assert with_cache(use) == ([1, 2], None)

@@ -1,7 +1,10 @@
 """A real SMTP server (aiosmtpd) on loopback that captures what the service sends."""
 
 import asyncio
+import contextlib
 import socket
+import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -126,12 +129,43 @@ def smtp_down(monkeypatch: pytest.MonkeyPatch) -> int:
     return port
 
 
+class SilentServer:
+    """Accepts connections and never says a word; records how long each client waited."""
+
+    def __init__(self) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen()
+        self.port: int = self.listener.getsockname()[1]
+        # (accepted, closed by the client) per connection, on the `time.perf_counter` clock.
+        self.waits: list[tuple[float, float]] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:  # the listener was closed: the test is over
+                return
+            with connection:
+                accepted = time.perf_counter()
+                while connection.recv(1024):  # b"" once the client gives up and closes
+                    pass
+                self.waits.append((accepted, time.perf_counter()))
+
+    def close(self) -> None:
+        # shutdown() wakes the accept() blocked in the thread; close() alone may not.
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        self.thread.join(timeout=5)
+
+
 @pytest.fixture
-def smtp_silent(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+def smtp_silent(monkeypatch: pytest.MonkeyPatch) -> Iterator[SilentServer]:
     """A server that accepts the connection and then never says a word."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()  # the kernel completes the handshake; nobody ever answers
-        port = listener.getsockname()[1]
-        point_smtp_at(monkeypatch, port, SMTP_TIMEOUT_SECONDS="0.5")
-        yield port
+    server = SilentServer()
+    point_smtp_at(monkeypatch, server.port, SMTP_TIMEOUT_SECONDS="0.5")
+    yield server
+    server.close()
