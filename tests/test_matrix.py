@@ -1,19 +1,23 @@
 """Every combination of answers renders clean, lints and type-checks clean, imports every
-module it ships and passes its own test suite."""
+module it ships and builds its schema; the generated test suites run on the fewest trees in
+which every three answers that shape the service meet."""
 
 import fcntl
 import hashlib
+import itertools
 import json
 import os
 import re
 import shutil
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from tests.conftest import (
+    BASE_ANSWERS,
     QUESTIONS,
     Combo,
     all_combos,
@@ -27,9 +31,72 @@ from tests.conftest import (
 )
 
 # Combinations differing only in the optional Docker/CI files sit far apart, so the first
-# of them has passed its tests (see `passed_trees`) by the time the others come.
+# of them has been checked (see `checked_trees`) by the time the others come.
 COMBOS = sorted(all_combos(), key=lambda c: (c.answers["include_docker"], c.answers["include_ci"]))
-JINJA_LEFTOVER = re.compile(r"\{\{|\{%|\{#")
+# Questions that only add files no test or checker reads (see NOT_READ_BY_TESTS).
+FILES_ONLY_QUESTIONS = ("include_docker", "include_ci")
+# Every choice of this many answers meets in some tree whose own test suite runs.
+INTERACTION_STRENGTH = 3
+
+
+def service_factors() -> dict[str, list[Any]]:
+    """What shapes the service a suite tests: each scenario (in or out) and the other choices."""
+    axes = matrix_axes()
+    factors: dict[str, list[Any]] = {
+        f"scenario:{name}": [False, True] for name in choice_values(QUESTIONS["scenarios"])
+    }
+    factors.update(
+        (name, values)
+        for name, values in axes.items()
+        if name != "scenarios" and name not in FILES_ONLY_QUESTIONS
+    )
+    return factors
+
+
+def as_combo(row: dict[str, Any]) -> Combo:
+    scenarios = [name for name in choice_values(QUESTIONS["scenarios"]) if row[f"scenario:{name}"]]
+    others = {name: value for name, value in row.items() if not name.startswith("scenario:")}
+    files = dict.fromkeys(FILES_ONLY_QUESTIONS, False)
+    return Combo({**BASE_ANSWERS, **others, **files, "scenarios": scenarios})
+
+
+def interactions(row: dict[str, Any], strength: int) -> set[tuple[tuple[str, Any], ...]]:
+    return {
+        tuple((name, row[name]) for name in names)
+        for names in itertools.combinations(row, strength)
+    }
+
+
+def suite_trees(strength: int = INTERACTION_STRENGTH) -> list[Combo]:
+    """A covering array, built greedily: each backend with no scenario and with all of them,
+    then, until every `strength` answers have met, the tree that brings most of them together.
+
+    Every tree is rendered, linted, type-checked, imported and migrated; running each tree's
+    whole suite would cost an hour as scenarios double the trees. Faults between features
+    come from two or three of them meeting (webhooks and the scenario announcing an event,
+    on one backend), and those all meet in these trees.
+    """
+    factors = service_factors()
+    rows = [
+        dict(zip(factors, values, strict=True)) for values in itertools.product(*factors.values())
+    ]
+    scenario_keys = [name for name in factors if name.startswith("scenario:")]
+    chosen = [
+        row
+        for row in rows
+        if len({row[name] for name in scenario_keys}) == 1  # none of them, or all of them
+    ]
+    uncovered = set().union(*(interactions(row, strength) for row in rows))
+    for row in chosen:
+        uncovered -= interactions(row, strength)
+    while uncovered:
+        best = max(rows, key=lambda row: len(interactions(row, strength) & uncovered))
+        chosen.append(best)
+        uncovered -= interactions(best, strength)
+    return [as_combo(row) for row in chosen]
+
+
+SUITE_TREES = suite_trees()
 
 
 def test_matrix_covers_every_asked_choice_question() -> None:
@@ -41,6 +108,30 @@ def test_matrix_covers_every_asked_choice_question() -> None:
     assert set(axes) == {"scenarios", "task_backend", *bools}
     assert len(COMBOS) == 2 ** len(scenarios) * len(backends) * 2 ** len(bools)
     assert len({combo.id for combo in COMBOS}) == len(COMBOS)
+
+
+def test_suites_run_where_every_three_answers_meet() -> None:
+    scenarios = choice_values(QUESTIONS["scenarios"])
+    tested = {(c.answers["task_backend"], tuple(c.answers["scenarios"])) for c in SUITE_TREES}
+
+    for backend in choice_values(QUESTIONS["task_backend"]):
+        assert (backend, ()) in tested and (backend, tuple(scenarios)) in tested
+    # Each scenario beside or without each other one, on each backend; and so on for any three.
+    for (a, b), backend, (in_a, in_b) in itertools.product(
+        itertools.combinations(scenarios, 2),
+        choice_values(QUESTIONS["task_backend"]),
+        itertools.product([False, True], repeat=2),
+    ):
+        assert any(
+            t_backend == backend and (a in t_scenarios) == in_a and (b in t_scenarios) == in_b
+            for t_backend, t_scenarios in tested
+        ), (a, in_a, b, in_b, backend)
+    assert len(tested) < len(
+        {(c.answers["task_backend"], tuple(c.answers["scenarios"])) for c in COMBOS}
+    )
+
+
+JINJA_LEFTOVER = re.compile(r"\{\{|\{%|\{#")
 
 
 def check_no_jinja_left(project: Path) -> None:
@@ -158,37 +249,48 @@ def fingerprint_of_tested_tree(project: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def passed_trees(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Fingerprints of trees whose tests passed, shared by the xdist workers of this run."""
+def checked_trees(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Fingerprints of trees already checked, shared by the xdist workers of this run."""
     basetemp = tmp_path_factory.getbasetemp()
     # Under xdist each worker's basetemp sits in this run's own directory; never look
     # further up, where markers of earlier runs would be.
     run_dir = basetemp.parent if os.environ.get("PYTEST_XDIST_WORKER") else basetemp
-    shared = run_dir / "passed-trees"
+    shared = run_dir / "checked-trees"
     shared.mkdir(exist_ok=True)
     return shared
 
 
+@pytest.mark.parametrize("combo", SUITE_TREES, ids=lambda combo: combo.id)
+def test_combination_passes_its_own_tests(
+    combo: Combo, template_snapshot: Path, tmp_path: Path
+) -> None:
+    project = render(template_snapshot, tmp_path / "project", combo.answers)
+    sync_project(project)
+    project_tool(project, "pytest", "-q", "-p", "no:cacheprovider")
+
+    shutil.rmtree(project)
+
+
 @pytest.mark.parametrize("combo", COMBOS, ids=lambda combo: combo.id)
-def test_combination_renders_lints_type_checks_and_passes_its_tests(
-    combo: Combo, template_snapshot: Path, tmp_path: Path, passed_trees: Path
+def test_combination_renders_lints_type_checks_imports_and_migrates(
+    combo: Combo, template_snapshot: Path, tmp_path: Path, checked_trees: Path
 ) -> None:
     project = render(template_snapshot, tmp_path / "project", combo.answers)
     fingerprint = fingerprint_of_tested_tree(project)  # as rendered, before any tool runs
 
     check_no_jinja_left(project)
     check_config_files(project, combo)
-    # Docker and CI files change nothing ruff or the tests read: an identical tree already
-    # linted and passed in this run (the same answers without Docker) needn't be again.
-    marker = passed_trees / fingerprint
+    # Docker and CI files change nothing ruff or the checks read: an identical tree already
+    # checked in this run (the same answers without Docker) needn't be again.
+    marker = checked_trees / fingerprint
     failed = marker.with_suffix(".failed")
     # A twin in flight on another xdist worker holds the lock: wait for its verdict rather
-    # than run the same two minutes of checks beside it.
+    # than run the same checks beside it.
     with marker.with_suffix(".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if failed.exists():
-            # Its failure is reported once, under the combination that ran it: running the
-            # same tree again would cost minutes and say nothing new.
+            # Its failure is reported once, under the combination that ran it: checking the
+            # same tree again would cost time and say nothing new.
             pytest.fail(f"the same tree as {failed.read_text()}, which failed in this run")
         if not marker.exists():
             try:
@@ -199,7 +301,6 @@ def test_combination_renders_lints_type_checks_and_passes_its_tests(
                 project_tool(project, "mypy")  # with this worker's cache (shared_mypy_cache)
                 check_every_module_imports(project)
                 check_migrations(project, tmp_path)
-                project_tool(project, "pytest", "-q", "-p", "no:cacheprovider")
             except BaseException:
                 failed.write_text(combo.id)
                 raise
