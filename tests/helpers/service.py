@@ -128,6 +128,9 @@ def running_service(
     smtp_port = free_port()
     if "email" in combo.answers["scenarios"]:
         env.update(SMTP_HOST="127.0.0.1", SMTP_PORT=str(smtp_port))
+    if "webhooks" in combo.answers["scenarios"]:
+        # The README's walk-through registers a receiver on this machine, as it says to.
+        env.update(WEBHOOKS_ALLOW_PRIVATE_URLS="true")
     if celery:
         # A queue and cache keys of their own: parallel runs share the Redis.
         env.update(CELERY_BROKER_URL=REDIS_URL, CELERY_QUEUE=f"docs-{unique}")

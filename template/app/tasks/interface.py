@@ -27,6 +27,18 @@ class PermanentError(Exception):
     """Raise from a unit of work when retrying cannot help: the job fails at once."""
 
 
+class RetryLater(Exception):
+    """Raise when the next attempt should wait at least `delay` seconds (a `Retry-After`).
+
+    Retried like any other failure while attempts remain, after the longer of `delay` and
+    the usual backoff; the unit bounds `delay` itself, so a remote server cannot park a job.
+    """
+
+    def __init__(self, message: str, delay: float) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
 class QueueUnavailable(Exception):
     """The backend could not accept the work (e.g. the broker is down); the job is failed."""
 

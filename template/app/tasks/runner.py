@@ -14,7 +14,14 @@ from app.core.logging import log_context
 from app.core.metrics import JOB_DURATION, JOBS
 from app.core.tracing import annotate_attempt, job_span, mark_failed
 from app.jobs.service import get_job_store
-from app.tasks.interface import JobCancelled, PermanentError, Task, backoff_seconds, get_task
+from app.tasks.interface import (
+    JobCancelled,
+    PermanentError,
+    RetryLater,
+    Task,
+    backoff_seconds,
+    get_task,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +57,8 @@ async def attempt_failed(
     if isinstance(exc, PermanentError) or attempt >= task.attempts_allowed:
         return await fail(task.name, job_id, error, exc)
     delay = backoff_seconds(attempt)
+    if isinstance(exc, RetryLater):
+        delay = max(delay, exc.delay)  # what the remote side asked for, bounded by the unit
     await get_job_store().retry_later(job_id, error)
     JOBS.labels(task.name, "retried").inc()
     logger.warning(

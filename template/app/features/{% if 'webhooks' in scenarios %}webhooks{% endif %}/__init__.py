@@ -1,0 +1,1 @@
+"""Outgoing webhooks: signed (Standard Webhooks), retried, SSRF-safe deliveries of events."""

@@ -1,0 +1,1 @@
+"""The webhooks scenario's schema revisions (endpoints, deliveries): the branch labelled `webhooks`."""
