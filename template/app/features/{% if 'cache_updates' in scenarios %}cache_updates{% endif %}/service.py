@@ -12,6 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.core.database import session_scope, utcnow
+from app.core.events import announce
 from app.features.cache_updates.cache import Cache, CacheUnavailable
 from app.features.cache_updates.config import get_cache_settings
 from app.features.cache_updates.metrics import (
@@ -86,7 +87,9 @@ def update_item(item_id: int, data: ItemIn) -> ItemRead | None:
         if item is None:
             return None
         count_write(session)
-        return ItemRead.model_validate(item)
+        updated = ItemRead.model_validate(item)
+        announce(session, "item.updated", updated.model_dump(mode="json"))
+        return updated
 
 
 def get_item(item_id: int) -> ItemRead | None:

@@ -15,6 +15,7 @@ from sqlalchemy import CursorResult, update
 from sqlalchemy.exc import IntegrityError
 
 from app.core.database import get_sessionmaker, session_scope, utcnow
+from app.core.events import announce
 from app.features.email.config import EmailSettings
 from app.features.email.metrics import EMAILS_FAILED, EMAILS_SENT
 from app.features.email.models import User
@@ -68,9 +69,20 @@ def create_user(email: str, name: str, welcome: Task) -> tuple[User, QueuedJob]:
             session.flush()  # the id the job takes; a duplicate email fails here
             job = stage(session, welcome, user_id=user.id)
             user.welcome_email_job_id = job.id
+            announce(session, "user.registered", registered(user))
     except IntegrityError:
         raise EmailTaken(email) from None
     return user, job
+
+
+def registered(user: User) -> dict[str, Any]:
+    """The `user.registered` event's payload (documented in this scenario's README)."""
+    return {
+        "id": user.id,
+        "email": user.email,
+        "name": user.name,
+        "created_at": user.created_at.isoformat(),
+    }
 
 
 def get_user(user_id: int) -> User | None:

@@ -8,6 +8,7 @@ import numpy as np
 from sqlalchemy import delete, insert, update
 
 from app.core.database import get_sessionmaker, session_scope, utcnow
+from app.core.events import announce
 from app.features.embeddings.chunking import extract_text, split_into_chunks
 from app.features.embeddings.embedders import Embedder
 from app.features.embeddings.index import VECTOR_DTYPE, batched
@@ -138,6 +139,11 @@ def store_chunks(
                 updated_at=utcnow(),
             )
         )
+        announce(
+            session,
+            "document.ready",
+            {"id": str(document_id), "chunk_count": len(rows), "embedding_model": model},
+        )
 
 
 def finish_failed(document_id: uuid.UUID, error: str) -> None:
@@ -147,3 +153,4 @@ def finish_failed(document_id: uuid.UUID, error: str) -> None:
             .where(Document.id == document_id)
             .values(status=DocumentStatus.FAILED, error=error, updated_at=utcnow())
         )
+        announce(session, "document.failed", {"id": str(document_id), "error": error})

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from app.core.database import session_scope
+from app.core.events import announce
 from app.features.request_logging.config import get_request_log_settings
 from app.features.request_logging.models import ConversationMessage, RequestRecord
 from app.jobs.retention import keep_for
@@ -46,6 +47,18 @@ def save_message(
                 request_id=request_id,
                 created_at=datetime.fromisoformat(created_at),
             )
+        )
+        # Ids, not the content: a receiver reads it with GET /conversations/{id}/messages.
+        announce(
+            session,
+            "message.saved",
+            {
+                "id": message_id,
+                "conversation_id": conversation_id,
+                "role": role,
+                "request_id": request_id,
+                "created_at": created_at,
+            },
         )
     logger.info(
         "conversation message saved",

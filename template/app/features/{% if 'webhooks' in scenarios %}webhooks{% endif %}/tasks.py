@@ -5,12 +5,15 @@ from typing import Any
 
 import httpx
 from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from app.core.config import get_security_settings
+from app.core.events import subscribe
 from app.features.webhooks import destinations, service
 from app.features.webhooks.config import get_webhook_settings
 from app.features.webhooks.models import DeliveryStatus
-from app.tasks import PermanentError, RetryLater, task
+from app.tasks import PermanentError, RetryLater, hand_over_soon, task
 
 # Answers worth another attempt: the receiver is overloaded, restarting or rate-limiting.
 # Any other 4xx (410 Gone, 401, 404…) says the request itself is refused: no retry helps.
@@ -92,3 +95,20 @@ async def deliver(delivery_id: str) -> dict[str, Any]:
     if wait is not None:
         raise RetryLater(f"{error}, Retry-After {answer.retry_after}", wait)
     raise RuntimeError(error)
+
+
+@subscribe
+def deliver_event(session: Session, event_type: str, payload: dict[str, Any]) -> None:
+    """Another scenario's event: a delivery per subscribed endpoint, in its transaction.
+
+    The deliveries and their jobs commit with the event's rows (an outbox: no event is
+    lost to a crash), and are handed to the backend once that transaction committed.
+    """
+    jobs = service.stage_event(session, event_type, payload, deliver)
+    if jobs:
+
+        def hand_over(_session: Session) -> None:
+            for job in jobs:
+                hand_over_soon(job)
+
+        event.listen(session, "after_commit", hand_over, once=True)

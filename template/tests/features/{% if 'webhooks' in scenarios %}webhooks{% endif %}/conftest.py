@@ -1,6 +1,7 @@
 """A real HTTP receiver on loopback that checks every delivery's signature (standardwebhooks)."""
 
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -44,6 +45,16 @@ class Receiver:
 
     def answer(self, *statuses: int, **headers: str) -> None:
         self.script.extend((status, dict(headers)) for status in statuses)
+
+    def wait_for(self, event_type: str, timeout: float = 30.0) -> Received:
+        """The first verified delivery of `event_type`, waiting for it up to `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for received in list(self.received):
+                if received.verified and received.payload["type"] == event_type:
+                    return received
+            time.sleep(0.01)
+        raise AssertionError(f"no verified {event_type} delivery in {timeout}s: {self.received}")
 
     def record(self, headers: dict[str, str], body: bytes) -> None:
         verified, payload = False, None
