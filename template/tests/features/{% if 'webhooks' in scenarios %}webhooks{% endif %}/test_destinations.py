@@ -148,3 +148,34 @@ def test_a_receiver_that_moved_inside_the_network_is_refused_at_delivery(
     with session_scope() as session:
         stored = session.get(WebhookEndpoint, uuid.UUID(endpoint["id"]))
         assert stored is not None and stored.consecutive_failures == 1
+
+
+def test_an_attempt_connects_to_the_checked_address_and_names_the_host(
+    client: TestClient,
+    receiver: Receiver,
+    wait_for_job: Wait,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No second lookup: `receiver.test` resolves nowhere but in the check (a stand-in DNS
+    answer), so the delivery arrives only if it went to the address that was checked."""
+    port = receiver.server.server_address[1]
+    named = receiver.url.replace("127.0.0.1", "receiver.test")
+    loopback = ipaddress.ip_address("127.0.0.1")
+
+    async def stand_in_dns(host: str, _port: int) -> list[destinations.IPAddress]:
+        return [loopback] if host == "receiver.test" else []
+
+    monkeypatch.setattr(destinations, "resolve", stand_in_dns)
+    monkeypatch.setattr(destinations, "refusal", lambda _address: None)  # loopback as public
+    monkeypatch.setenv("WEBHOOKS_ALLOW_PRIVATE_URLS", "false")
+    get_webhook_settings.cache_clear()
+    created = client.post("/webhooks/endpoints", json={"url": named, "events": ["webhook.test"]})
+    assert created.status_code == 201, created.text
+    receiver.secret = created.json()["secret"]
+
+    accepted = client.post(f"/webhooks/endpoints/{created.json()['id']}/test").json()
+
+    assert wait_for_job(accepted["job_id"])["status"] == "succeeded"
+    [received] = receiver.received
+    assert received.verified
+    assert received.headers["host"] == f"receiver.test:{port}"
