@@ -4,7 +4,6 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.engine import Inspector
 
 from app.core.database import UtcDateTime
 from app.core.migrate import refuse_unless_empty
@@ -13,11 +12,6 @@ revision: str = "webhooks_0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = ("webhooks",)
 depends_on: str | Sequence[str] | None = "core_0001"
-
-
-def matches_create_all(inspector: Inspector) -> bool:
-    """`create_all` never made these tables (the scenario came with migrations); for symmetry."""
-    return inspector.has_table("webhook_endpoints")
 
 
 def upgrade() -> None:
