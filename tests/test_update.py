@@ -258,6 +258,14 @@ SCENARIO_TRACES = {
         '"redis>=',
         "fakeredis",
     ],
+    "webhooks": [
+        "features.webhooks",
+        "features/webhooks",
+        "WEBHOOKS_",
+        "/webhooks/",
+        '"standardwebhooks',
+        "### Webhooks",
+    ],
 }
 
 
