@@ -7,11 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 
+from app.core.pagination import PagePosition
 from app.core.security import ClientScope, OpsScope
 from app.jobs.models import RETRYABLE, JobStatus
 from app.jobs.schedules import planned
 from app.jobs.schemas import JobList, JobRead, ScheduleList, ScheduleRead
-from app.jobs.service import JobQuery, decode_cursor, get_job_store
+from app.jobs.service import JobQuery, get_job_store
 from app.tasks import TaskQueueDep
 from app.tasks.interface import find_task, periodic_tasks
 
@@ -36,9 +37,7 @@ async def list_jobs(
     created_after: datetime | None = None,
     created_before: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    cursor: Annotated[
-        str | None, Query(max_length=200, description="`next_cursor` of the previous page")
-    ] = None,
+    position: PagePosition = None,
 ) -> JobList:
     """Jobs, newest first, a page at a time: pass each page's `next_cursor` for the next."""
     for moment, name in ((created_after, "created_after"), (created_before, "created_before")):
@@ -47,13 +46,6 @@ async def list_jobs(
                 status.HTTP_422_UNPROCESSABLE_CONTENT,
                 detail=f"{name} needs a time zone, e.g. 2026-01-31T12:00:00Z",
             )
-    try:
-        position = decode_cursor(cursor) if cursor is not None else None
-    except ValueError as exc:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=f"cursor: {exc}; pass the next_cursor of a previous page, or none",
-        ) from None
     query = JobQuery(
         statuses=tuple(status_ or ()),
         kind=kind,

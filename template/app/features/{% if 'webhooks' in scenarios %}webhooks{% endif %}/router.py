@@ -7,6 +7,7 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
 
 from app.core.config import get_security_settings
+from app.core.pagination import PagePosition
 from app.core.rate_limit import RateLimit
 from app.core.security import ClientScope
 from app.features.webhooks import destinations, service
@@ -23,7 +24,7 @@ from app.features.webhooks.schemas import (
     EndpointWithSecret,
 )
 from app.features.webhooks.tasks import deliver
-from app.jobs.service import QueuedJob, decode_cursor
+from app.jobs.service import QueuedJob
 from app.tasks import TaskQueueDep
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"], dependencies=[ClientScope])
@@ -156,19 +157,10 @@ def disabled(exc: service.EndpointDisabled) -> HTTPException:
 def list_deliveries(
     endpoint_id: uuid.UUID,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    cursor: Annotated[
-        str | None, Query(max_length=200, description="`next_cursor` of the previous page")
-    ] = None,
+    position: PagePosition = None,
 ) -> DeliveryList:
     """The endpoint's deliveries, newest first, a page at a time."""
     found(service.get_endpoint(endpoint_id), endpoint_id)
-    try:
-        position = decode_cursor(cursor) if cursor is not None else None
-    except ValueError as exc:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=f"cursor: {exc}; pass the next_cursor of a previous page, or none",
-        ) from None
     items, next_cursor = service.page_deliveries(endpoint_id, position, limit)
     return DeliveryList(
         items=[DeliveryRead.model_validate(d) for d in items], next_cursor=next_cursor
