@@ -1,6 +1,7 @@
 """Settings of the embeddings feature, read from `EMBEDDINGS_*` environment variables."""
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
@@ -36,6 +37,20 @@ class EmbeddingsSettings(BaseSettings):
     timeout_seconds: float = Field(default=30.0, gt=0)
     max_retries: int = Field(default=3, ge=0)
     retry_base_seconds: float = Field(default=0.5, ge=0)
+
+    # Search index (see index.py). Below this many chunks a search compares the query with
+    # every chunk (exact); from it on, it walks a usearch HNSW graph (approximate).
+    ann_threshold: int = Field(default=20_000, ge=0)
+    # How the graph stores vectors: i8 takes a quarter of f32's memory and builds faster here;
+    # the results are scored again from the stored float32 vectors, so only recall can differ.
+    ann_dtype: Literal["f32", "f16", "i8"] = "i8"
+    # Candidates the graph walk keeps: more finds more of the true nearest, more slowly.
+    ann_expansion_search: int = Field(default=512, ge=16, le=8192)
+    # Where the index is saved, so a restart loads it instead of reading every chunk again.
+    # Unset: next to the SQLite database file, or data/embeddings.index for other databases.
+    index_path: Path | None = None
+    # A changed index is saved again at most this often (in a background thread).
+    index_save_seconds: float = Field(default=300.0, gt=0)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

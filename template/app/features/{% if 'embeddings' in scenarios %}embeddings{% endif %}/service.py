@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from sqlalchemy import delete, insert, update
+from sqlalchemy.orm import Session
 
 from app.core.database import get_sessionmaker, session_scope, utcnow
 from app.core.events import announce
@@ -13,7 +14,7 @@ from app.features.embeddings.chunking import extract_text, split_into_chunks
 from app.features.embeddings.embedders import Embedder
 from app.features.embeddings.index import VECTOR_DTYPE, batched
 from app.features.embeddings.metrics import CHUNKS_EMBEDDED, EMBED_BATCH_SECONDS
-from app.features.embeddings.models import Chunk, Document, DocumentStatus
+from app.features.embeddings.models import Chunk, Document, DocumentFeed, DocumentStatus
 from app.features.embeddings.schemas import DocumentRead
 from app.features.embeddings.upload import Upload
 from app.jobs.models import JobStatus
@@ -92,7 +93,10 @@ def start_processing(document_id: uuid.UUID) -> tuple[str, str]:
         document.status = DocumentStatus.PROCESSING
         document.error = None
         document.updated_at = utcnow()
-        return document.content, document.source_format
+        content, source_format = document.content, document.source_format
+        # It leaves search until its new chunks are stored: indexes must hear of it.
+        advance_feed(session, document_id)
+        return content, source_format
 
 
 def embed_in_batches(embedder: Embedder, texts: Sequence[str], batch_size: int) -> np.ndarray:
@@ -144,6 +148,7 @@ def store_chunks(
             "document.ready",
             {"id": str(document_id), "chunk_count": len(rows), "embedding_model": model},
         )
+        advance_feed(session, document_id)
 
 
 def finish_failed(document_id: uuid.UUID, error: str) -> None:
@@ -154,3 +159,21 @@ def finish_failed(document_id: uuid.UUID, error: str) -> None:
             .values(status=DocumentStatus.FAILED, error=error, updated_at=utcnow())
         )
         announce(session, "document.failed", {"id": str(document_id), "error": error})
+        advance_feed(session, document_id)
+
+
+def advance_feed(session: Session, document_id: uuid.UUID) -> None:
+    """Give the document the next feed position, so every search index reloads it.
+
+    Call it last in the transaction: the feed's row stays locked from here to the commit,
+    which makes positions visible in the order they are handed out (see `DocumentFeed`).
+    """
+    position = session.execute(
+        update(DocumentFeed)
+        .where(DocumentFeed.id == 1)
+        .values(position=DocumentFeed.position + 1)
+        .returning(DocumentFeed.position)
+    ).scalar_one()
+    session.execute(
+        update(Document).where(Document.id == document_id).values(feed_position=position)
+    )
