@@ -383,7 +383,10 @@ class VectorIndex:
                 np.savez(
                     out,
                     header=np.array(json.dumps(header)),
-                    ids=np.array([doc.bytes for doc, _ in documents], dtype="S16"),
+                    # uint8 rows, not "S16": numpy strips a bytes value's trailing NULs.
+                    ids=np.frombuffer(
+                        b"".join(doc.bytes for doc, _ in documents), np.uint8
+                    ).reshape(-1, 16),
                     generations=np.array([gen for _, (gen, _) in documents], np.int64),
                     counts=np.array([len(keys) for _, (_, keys) in documents], np.int64),
                     keys=np.concatenate([keys for _, (_, keys) in documents] or [NO_KEYS]),
@@ -432,7 +435,7 @@ class VectorIndex:
                 store = AnnStore(graph)
             parts = np.split(keys, np.cumsum(counts)[:-1]) if len(counts) else []
             documents = {
-                uuid.UUID(bytes=bytes(doc)): (int(generation), part)
+                uuid.UUID(bytes=doc.tobytes()): (int(generation), part)
                 for doc, generation, part in zip(ids, generations, parts, strict=True)
             }
         except Exception as exc:  # a damaged file costs a rebuild, never a failed search

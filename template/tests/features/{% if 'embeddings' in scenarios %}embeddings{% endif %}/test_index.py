@@ -21,6 +21,7 @@ EMBEDDER = HashingEmbedder(64)
 ANY_SCORE = -1.0  # every chunk compared, however weak the match
 EXACT = 10**9  # a threshold no test corpus reaches: the index compares every vector
 BREAD = "Knead the dough, let the bread rise, then bake it in a hot oven."
+ZERO_ENDED = uuid.UUID("12345678-1234-4234-8234-123456789a00")
 VOLCANO = "Magma rises and the volcano erupts, pouring lava down its slopes."
 
 
@@ -82,9 +83,14 @@ def test_two_indexes_see_each_others_new_chunks(tmp_path: Path, threshold: int) 
 
 
 @pytest.mark.parametrize("threshold", [0, EXACT], ids=["graph", "exact"])
-def test_a_restart_answers_from_the_saved_index(tmp_path: Path, threshold: int) -> None:
+def test_a_restart_answers_from_the_saved_index(
+    tmp_path: Path, threshold: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "search.index"
+    # An id ending in a zero byte, which the saved file must keep (numpy's "S16" drops it).
+    monkeypatch.setattr(uuid, "uuid4", lambda: ZERO_ENDED)
     bread = store([BREAD])
+    monkeypatch.undo()
     before = VectorIndex(path, threshold=threshold)
     assert found(before, "bake bread")[0][0] == bread  # built and saved
     tides = store(["The moon pulls the oceans into two tides a day."])
@@ -95,6 +101,7 @@ def test_a_restart_answers_from_the_saved_index(tmp_path: Path, threshold: int) 
     assert found(restarted, "bake bread")[0][0] == bread
     assert (restarted.stats.loads, restarted.stats.builds) == (1, 0)
     assert restarted.stats.chunks_read == 1  # only the chunk stored since the save
+    assert len(restarted) == 2
 
 
 def test_a_damaged_saved_index_is_rebuilt_not_an_error(tmp_path: Path) -> None:
