@@ -499,11 +499,22 @@ def search(
         # More candidates than asked for: the graph ranks by vectors it holds at lower
         # precision, and some may belong to a document deleted meanwhile.
         candidates, token = vectors.nearest(session, vector, embedder.model, candidates_for(limit))
-        rows = session.execute(
-            select(Chunk.id, Chunk.document_id, Chunk.chunk_index, Chunk.text, Chunk.embedding)
-            .join(Document, Document.id == Chunk.document_id)
-            .where(Chunk.id.in_(candidates), searchable_documents(embedder.model, len(vector)))
+        # Two primary-key lookups, not a join: SQLite would plan that join from the status
+        # index, reading every ready document's chunks (68 ms at 100,000 chunks).
+        chunks = session.execute(
+            select(
+                Chunk.id, Chunk.document_id, Chunk.chunk_index, Chunk.text, Chunk.embedding
+            ).where(Chunk.id.in_(candidates))
         ).all()
+        searchable = set(
+            session.scalars(
+                select(Document.id).where(
+                    Document.id.in_({row.document_id for row in chunks}),
+                    searchable_documents(embedder.model, len(vector)),
+                )
+            )
+        )
+    rows = [row for row in chunks if row.document_id in searchable]
     found = {row.id for row in rows}
     if gone := [key for key in candidates if key not in found]:
         vectors.forget(gone, token)
