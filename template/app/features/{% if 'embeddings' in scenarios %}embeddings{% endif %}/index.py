@@ -199,10 +199,11 @@ class VectorIndex:
         return self._path or settings.index_path or default_index_path()
 
     @property
-    def threshold(self) -> int:
-        return (
-            get_embeddings_settings().ann_threshold if self._threshold is None else self._threshold
-        )
+    def threshold(self) -> int | None:
+        """Chunks from which the graph takes over; None: never (see EmbeddingsSettings)."""
+        if self._threshold is not None:
+            return self._threshold
+        return get_embeddings_settings().graph_threshold
 
     def __len__(self) -> int:
         return len(self._state.store) if self._state is not None else 0
@@ -315,7 +316,8 @@ class VectorIndex:
     def _grow_into_graph(self, state: State) -> None:
         """Past the threshold, the exact store's vectors move into an HNSW graph (once)."""
         store = state.store
-        if isinstance(store, ExactStore) and len(store) >= self.threshold:
+        threshold = self.threshold
+        if isinstance(store, ExactStore) and threshold is not None and len(store) >= threshold:
             graph = self._new_graph(state.space[3])
             graph.add(store.keys[: len(store)], store.vectors[: len(store)])
             state.store = graph
