@@ -173,7 +173,7 @@ def project_env(project: Path) -> dict[str, str]:
 
 
 def sync_project(project: Path) -> None:
-    """A fresh environment built from the generated pyproject.toml alone."""
+    """An environment with exactly what the generated pyproject.toml asks for, no more."""
     run([tool("uv"), "sync", "--quiet"], project, project_env(project))
 
 
