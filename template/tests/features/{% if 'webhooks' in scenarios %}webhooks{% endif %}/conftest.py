@@ -1,5 +1,6 @@
 """A real HTTP receiver on loopback that checks every delivery's signature (standardwebhooks)."""
 
+import socket
 import threading
 import time
 from collections import deque
@@ -37,6 +38,8 @@ class Receiver:
     script: deque[tuple[int, dict[str, str]]] = field(default_factory=deque)
     received: list[Received] = field(default_factory=list)
     released: threading.Event = field(default_factory=threading.Event)
+    # When each silent answer began and when the sender gave up on it (`time.perf_counter`).
+    holds: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -55,6 +58,18 @@ class Receiver:
                     return received
             time.sleep(0.01)
         raise AssertionError(f"no verified {event_type} delivery in {timeout}s: {self.received}")
+
+    def hold(self, connection: socket.socket) -> None:
+        """Say nothing until the sender closes the connection (or the test ends)."""
+        held = time.perf_counter()
+        connection.settimeout(0.02)
+        while not self.released.is_set():
+            try:
+                if not connection.recv(1):  # the sender gave up waiting and closed
+                    break
+            except TimeoutError:
+                continue
+        self.holds.append((held, time.perf_counter()))
 
     def record(self, headers: dict[str, str], body: bytes) -> None:
         verified, payload = False, None
@@ -76,7 +91,7 @@ def start_receiver() -> Receiver:
             receiver.record(dict(self.headers.items()), body)
             status, headers = receiver.script.popleft() if receiver.script else (200, {})
             if status == SILENT:
-                receiver.released.wait(30)
+                receiver.hold(self.connection)
                 return
             self.send_response(status)
             for name, value in headers.items():

@@ -103,13 +103,24 @@ def test_a_receiver_that_never_answers_times_out_and_fails_after_every_attempt(
     receiver.answer(SILENT, SILENT, SILENT)
 
     accepted = send_test(client, endpoint)
-    # The service keeps answering while the delivery waits on the silent receiver.
-    assert client.get(f"/webhooks/endpoints/{endpoint['id']}").status_code == 200
+    answered = []  # when the API answered, probed while the delivery runs
+    deadline = time.monotonic() + 60
+    while len(receiver.holds) < 3:
+        assert time.monotonic() < deadline, (
+            f"3 attempts expected, the receiver saw {receiver.holds}"
+        )
+        assert client.get(f"/webhooks/endpoints/{endpoint['id']}").status_code == 200
+        answered.append(time.perf_counter())
+        time.sleep(0.02)
 
     job = wait_for_job(accepted["job_id"])
     assert job["status"] == "failed"
     assert job["attempts"] == 3  # JOB_MAX_ATTEMPTS' default
     assert len(receiver.received) == 3
+    # Each attempt waited on the receiver, never on the event loop: the API answered while
+    # the receiver held the connection. (No duration threshold: a loaded machine is slow.)
+    for held, closed in receiver.holds:
+        assert any(held < moment < closed for moment in answered), (held, closed)
     assert len({r.headers["webhook-id"] for r in receiver.received}) == 1
     failed = delivery(client, accepted["delivery_id"])
     assert failed["status"] == "failed"
