@@ -46,11 +46,15 @@ async def check_destination(url: str) -> None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"url: {exc}") from None
 
 
+def not_found(endpoint_id: uuid.UUID) -> HTTPException:
+    return HTTPException(
+        status.HTTP_404_NOT_FOUND, detail=f"Webhook endpoint {endpoint_id} not found"
+    )
+
+
 def found(endpoint: WebhookEndpoint | None, endpoint_id: uuid.UUID) -> WebhookEndpoint:
     if endpoint is None:
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND, detail=f"Webhook endpoint {endpoint_id} not found"
-        )
+        raise not_found(endpoint_id)
     return endpoint
 
 
@@ -107,7 +111,7 @@ async def update_endpoint(endpoint_id: uuid.UUID, payload: EndpointUpdate) -> En
 )
 def delete_endpoint(endpoint_id: uuid.UUID) -> None:
     if not service.delete_endpoint(endpoint_id):
-        found(None, endpoint_id)
+        raise not_found(endpoint_id)
 
 
 @router.post("/endpoints/{endpoint_id}/rotate-secret", responses=NOT_FOUND)
@@ -140,8 +144,7 @@ async def send_test(endpoint_id: uuid.UUID, queue: TaskQueueDep) -> DeliveryAcce
     except service.EndpointDisabled as exc:
         raise disabled(exc) from None
     if staged is None:
-        found(None, endpoint_id)
-    assert staged is not None
+        raise not_found(endpoint_id)
     return await accepted(staged, queue)
 
 
