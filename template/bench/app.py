@@ -2,6 +2,7 @@
 
 from fastapi import APIRouter, FastAPI, status
 
+from app.api.router import router as api_router
 from app.core.security import ClientScope
 from app.main import create_app
 from app.tasks import TaskQueueDep, task
@@ -26,7 +27,10 @@ async def enqueue(queue: TaskQueueDep) -> dict[str, str]:
     return {"job_id": str(await queue.enqueue(noop))}
 
 
+# Served where a user's own endpoints are (app/api/router.py), so a request walks the same
+# routes before it as theirs do: FastAPI scans the routes in order until one matches.
+api_router.include_router(router)
+
+
 def create_bench_app() -> FastAPI:
-    app = create_app()
-    app.include_router(router)
-    return app
+    return create_app()
