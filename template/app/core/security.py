@@ -23,7 +23,7 @@ from typing import Annotated, Any, TypedDict
 from fastapi import Depends, FastAPI, HTTPException, Request, Security, status
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 
 from app.core.config import SecuritySettings, get_security_settings, split_keys
 
@@ -135,45 +135,55 @@ def authenticate(request: Request) -> Caller:
     return caller
 
 
-# Declares the scheme in OpenAPI (the Authorize button of /docs); keys are read by
-# `authenticate`, which also answers requests with another scheme or none.
-bearer_scheme = HTTPBearer(
-    auto_error=False,
-    scheme_name="APIKey",
-    description=(
-        "An API key, sent as `Authorization: Bearer <key>`. Client keys (API_KEYS) call "
-        "the feature endpoints; ops keys (OPS_API_KEYS) call those too, and the operator "
-        "endpoints. Each operation lists the scope it needs."
-    ),
-)
-BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+class ApiKey(HTTPBearer):
+    """The key a route needs, read by `authenticate`: one dependency to solve per request.
 
+    A subclass of FastAPI's `HTTPBearer`, so OpenAPI declares the scheme (the Authorize
+    button of /docs) and each operation's scope from the very dependency that checks the
+    key: a separate `HTTPBearer` dependency would cost every request one more to solve.
+    """
 
-async def require_client_key(request: Request, _credentials: BearerCredentials) -> Caller:
-    """Any valid key: a client key or an ops key."""
-    return authenticate(request)
-
-
-async def require_ops_key(request: Request, _credentials: BearerCredentials) -> Caller:
-    """An ops key; a client key gets 403."""
-    caller = authenticate(request)
-    if caller.access is Access.CLIENT:
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN,
-            detail="This endpoint needs an operator key (OPS_API_KEYS)",
-            headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'},
+    def __init__(self, need: Access) -> None:
+        super().__init__(
+            auto_error=False,
+            scheme_name="APIKey",
+            description=(
+                "An API key, sent as `Authorization: Bearer <key>`. Client keys (API_KEYS) "
+                "call the feature endpoints; ops keys (OPS_API_KEYS) call those too, and the "
+                "operator endpoints. Each operation lists the scope it needs."
+            ),
         )
-    return caller
+        self.need = need
+
+    async def __call__(self, request: Request) -> Caller:  # type: ignore[override]
+        caller = authenticate(request)
+        if self.need is Access.OPS and caller.access is Access.CLIENT:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                detail="This endpoint needs an operator key (OPS_API_KEYS)",
+                headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'},
+            )
+        return caller
+
+
+class MetricsKey(ApiKey):
+    """`/metrics`: an ops key when METRICS_REQUIRE_KEY=true, else open to the scraper."""
+
+    async def __call__(self, request: Request) -> Caller | None:  # type: ignore[override]
+        if get_security_settings().metrics_require_key:
+            return await super().__call__(request)
+        return None
+
+
+# Any valid key: a client key or an ops key.
+require_client_key = ApiKey(Access.CLIENT)
+# An ops key; a client key gets 403.
+require_ops_key = ApiKey(Access.OPS)
+metrics_access = MetricsKey(Access.OPS)
 
 
 async def public() -> None:
     """Declares a route open to anyone (it must say nothing private)."""
-
-
-async def metrics_access(request: Request, _credentials: BearerCredentials) -> None:
-    """`/metrics`: an ops key when METRICS_REQUIRE_KEY=true, else open to the scraper."""
-    if get_security_settings().metrics_require_key:
-        await require_ops_key(request, _credentials)
 
 
 # What routes declare: `dependencies=[ClientScope]` on a router or a route.

@@ -251,7 +251,7 @@ def test_openapi_declares_the_bearer_scheme_and_each_operation_its_scope() -> No
     assert document["components"]["securitySchemes"]["APIKey"] == {
         "type": "http",
         "scheme": "bearer",
-        "description": security.bearer_scheme.model.description,
+        "description": security.require_client_key.model.description,
     }
     operations = {
         (method.upper(), path): operation
