@@ -8,8 +8,9 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from io import BufferedIOBase
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, BinaryIO, ClassVar, Protocol, TypeVar
 
 import numpy as np
 from sqlalchemy import ColumnElement, and_, select, update
@@ -306,9 +307,9 @@ class WordStore:
         if needed <= len(self.keys):
             return
         capacity = max(needed, 2 * len(self.keys), 1024)  # doubling: appends stay cheap
-        self.keys = np.resize(self.keys, capacity)
-        self.alive = np.resize(self.alive, capacity)
-        self.scales = np.resize(self.scales, capacity)
+        self.keys = grown(self.keys, capacity, axis=0)
+        self.alive = grown(self.alive, capacity, axis=0)
+        self.scales = grown(self.scales, capacity, axis=0)
         self.vectors = grown(self.vectors, capacity, axis=0)
         self.dense = grown(self.dense, capacity, axis=1)
 
@@ -439,6 +440,32 @@ class WordStore:
 
     # --- Saving --------------------------------------------------------------------------
 
+    # Arrays with one entry per row, and the axis of their rows: read back with room to grow.
+    ROW_AXES: ClassVar[dict[str, int]] = {"keys": 0, "scales": 0, "vectors": 0, "dense": 1}
+
+    def write(self, out: BinaryIO) -> list[str]:
+        """Write the store to `out` (one np.save per array); returns the arrays' names.
+
+        Not a .npz: reading a zip member checks its CRC, 8 s for a million rows here
+        against 0.5 s for the same arrays saved one after another.
+        """
+        arrays = self.arrays()
+        for array in arrays.values():
+            np.save(out, array, allow_pickle=False)
+        return list(arrays)
+
+    @classmethod
+    def read(cls, dimension: int, file: BufferedIOBase, names: Sequence[str]) -> "WordStore":
+        """The store `write` wrote as `names`, with room for a quarter more rows.
+
+        The room spares the first chunks added after a restart a copy of every array.
+        """
+        arrays, used = {}, 0
+        for name in names:
+            arrays[name], rows = read_array(file, cls.ROW_AXES.get(name))
+            used = rows if name == "keys" else used
+        return cls.from_arrays(dimension, arrays, used)
+
     def arrays(self) -> dict[str, np.ndarray]:
         """Everything needed to rebuild the store (`from_arrays`), dead rows dropped."""
         if self.live < self.size:
@@ -461,14 +488,23 @@ class WordStore:
         return arrays
 
     @classmethod
-    def from_arrays(cls, dimension: int, arrays: Mapping[str, np.ndarray]) -> "WordStore":
+    def from_arrays(
+        cls, dimension: int, arrays: Mapping[str, np.ndarray], used: int | None = None
+    ) -> "WordStore":
+        """The store `arrays` describes; row arrays may be longer than the `used` rows."""
         store = cls(dimension)
         store.keys, store.scales = arrays["keys"], arrays["scales"]
         store.vectors, store.dense = arrays["vectors"], arrays["dense"]
-        if store.vectors.shape != (len(store.keys), dimension):
-            raise ValueError(f"{store.vectors.shape} vectors for {len(store.keys)} keys")
-        store.size = store.live = len(store.keys)
-        store.alive = np.ones(store.size, np.bool_)
+        capacity = len(store.keys)
+        if (
+            store.vectors.shape != (capacity, dimension)
+            or store.scales.shape != (capacity,)
+            or store.dense.shape[1] != capacity
+        ):
+            raise ValueError(f"{store.vectors.shape} vectors for {capacity} keys")
+        store.size = store.live = capacity if used is None else used
+        store.alive = np.zeros(capacity, np.bool_)
+        store.alive[: store.size] = True
         text = arrays["vocabulary"].tobytes().decode()
         store.vocabulary = {word: n for n, word in enumerate(text.split("\n"))} if text else {}
         store.dense_words = {int(w): n for n, w in enumerate(arrays["dense_words"].tolist())}
@@ -506,6 +542,31 @@ def quantise(products: np.ndarray) -> np.ndarray:
     """Word products as int8 weights (WordStore.WEIGHT_SCALE)."""
     scaled = np.rint(products * WordStore.WEIGHT_SCALE)
     return np.clip(scaled, -127, 127).astype(np.int8)
+
+
+def read_array(file: BufferedIOBase, rows_axis: int | None = None) -> tuple[np.ndarray, int]:
+    """The next array np.save wrote to `file`, and its length along `rows_axis` (or 0).
+
+    With a quarter more zeroed rows along `rows_axis`, when given.
+    """
+    major, _ = np.lib.format.read_magic(file)
+    if major == 1:
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(file)
+    else:
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(file)
+    if fortran or dtype.hasobject:
+        raise ValueError(f"unexpected array layout ({dtype}, Fortran order {fortran})")
+    full = list(shape)
+    if rows_axis is not None:
+        full[rows_axis] += max(1024, shape[rows_axis] // 4)
+    array = np.zeros(full, dtype)
+    # Read straight into place: axis 0 is one contiguous block, axis 1 one block per row.
+    parts = [array[: shape[0]]] if rows_axis in (None, 0) else [row[: shape[1]] for row in array]
+    for part in parts:
+        # (An empty part has nothing to read, and memoryview cannot cast it.)
+        if part.nbytes and file.readinto(part.data.cast("B")) != part.nbytes:
+            raise ValueError("the file ends inside an array")
+    return array, 0 if rows_axis is None else shape[rows_axis]
 
 
 def grown(array: np.ndarray, capacity: int, axis: int) -> np.ndarray:
@@ -792,9 +853,8 @@ class VectorIndex:
                     np.save(out, store.vectors[: len(store)])
                     np.save(out, store.keys[: len(store)])
             elif isinstance(store, WordStore):
-                arrays: dict[str, Any] = store.arrays()  # Any: savez's typing wants bools
                 with data.open("wb") as out:
-                    np.savez(out, **arrays)
+                    header["arrays"] = store.write(out)
             else:
                 assert isinstance(store, AnnStore)
                 store.graph.save(str(data))
@@ -848,8 +908,8 @@ class VectorIndex:
                 store = ExactStore(dimension)
                 store.add(stored_keys, vectors)
             elif header["kind"] == "words":
-                with np.load(data, allow_pickle=False) as arrays:
-                    store = WordStore.from_arrays(dimension, {k: arrays[k] for k in arrays.files})
+                with data.open("rb") as file:
+                    store = WordStore.read(dimension, file, header["arrays"])
             else:
                 expansion = self._expansion_search or get_embeddings_settings().ann_expansion_search
                 graph = Index.restore(str(data), expansion_search=expansion)

@@ -161,6 +161,19 @@ def test_a_damaged_saved_index_is_rebuilt_not_an_error(tmp_path: Path) -> None:
     assert (reloaded.stats.loads, reloaded.stats.builds) == (1, 0)
 
 
+def test_a_truncated_word_index_is_rebuilt_not_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "search.index"
+    bread = store([BREAD])
+    found(VectorIndex(path, threshold=0), "bread")
+    (data,) = tmp_path.glob("search.index.*")  # the arrays, which the header names
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+
+    restarted = VectorIndex(path, threshold=0)
+
+    assert found(restarted, "bake bread")[0][0] == bread
+    assert (restarted.stats.loads, restarted.stats.builds) == (0, 1)
+
+
 def test_an_index_saved_for_another_database_is_not_used(tmp_path: Path) -> None:
     path = tmp_path / "search.index"
     store([BREAD])
