@@ -997,14 +997,24 @@ def search(
                 Chunk.id, Chunk.document_id, Chunk.chunk_index, Chunk.text, Chunk.embedding
             ).where(Chunk.id.in_(candidates))
         ).all()
-        searchable = set(
-            session.scalars(
-                select(Document.id).where(
-                    Document.id.in_({row.document_id for row in chunks}),
-                    searchable_documents(embedder.model, len(vector)),
-                )
-            )
-        )
+        # The documents by primary key alone, checked here: with the searchable conditions
+        # in the query, SQLite planned it from the status index too, reading every ready
+        # document on each search (25 ms of 31 at 1,000,000 chunks in 10,000 documents).
+        documents = session.execute(
+            select(
+                Document.id,
+                Document.status,
+                Document.embedding_model,
+                Document.embedding_dimension,
+            ).where(Document.id.in_({row.document_id for row in chunks}))
+        ).all()
+    searchable = {
+        document.id
+        for document in documents
+        if document.status == DocumentStatus.READY
+        and document.embedding_model == embedder.model
+        and document.embedding_dimension == len(vector)
+    }
     rows = [row for row in chunks if row.document_id in searchable]
     found = {row.id for row in rows}
     if gone := [key for key in candidates if key not in found]:
