@@ -397,18 +397,24 @@ class WordStore:
         # int32 when a long query's sum could overflow int16.
         dtype = np.int16 if 127 * sum(weights.values()) < 2**15 else np.int32
         scores: np.ndarray = np.zeros(self.size, dtype)
-        for number, weight in weights.items():
-            column = self.dense_words.get(number)
-            if column is not None:
-                scores += np.multiply(self.dense[column, : self.size], weight, dtype=dtype)
-                continue
-            for lists in self.postings:
-                found = lists.find(number)
-                if found is not None:
-                    # A row is in a word's list once: this fancy-indexed add is exact.
-                    scores[lists.rows[found]] += np.multiply(
-                        lists.weights[found], weight, dtype=dtype
-                    )
+        # Words of equal weight (most queries: all of them) are added up as they are stored,
+        # then multiplied once: in place, that halves the time of weighting each one.
+        for weight in set(weights.values()):
+            words = [number for number, w in weights.items() if w == weight]
+            sums = scores if len(weights) == len(words) else np.zeros(self.size, dtype)
+            for number in words:
+                column = self.dense_words.get(number)
+                if column is not None:
+                    np.add(sums, self.dense[column, : self.size], out=sums, dtype=dtype)
+                    continue
+                for lists in self.postings:
+                    found = lists.find(number)
+                    if found is not None:
+                        # A row is in a word's list once: this fancy-indexed add is exact.
+                        sums[lists.rows[found]] += lists.weights[found]
+            np.multiply(sums, weight, out=sums, dtype=dtype)
+            if sums is not scores:
+                scores += sums
         live = self.alive[: self.size]
         candidates = max(self.CANDIDATES, round(self.CANDIDATE_SHARE * self.live))
         if weights and self.live > candidates:
