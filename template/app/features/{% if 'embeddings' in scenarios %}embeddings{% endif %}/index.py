@@ -211,10 +211,12 @@ class WordStore:
     for the chunks holding the word (`postings`), and for every chunk in a dense column
     for the words most chunks hold (`dense`: their lists would be as long as the corpus).
     Summing them over a query's few words ranks every chunk at the cost of those lists; the
-    best CANDIDATES are scored again from int8 copies of their vectors, then by the caller
-    from the stored float32 ones. A graph walk cannot do this: a query of a few words shares
-    a little with thousands of chunks, so no chunk is a near neighbour (docs/benchmarks.md).
-    Rows are appended; removed rows are flagged dead and dropped once they are half.
+    best (see CANDIDATES) are scored again from int8 copies of their vectors, then by the
+    caller from the stored float32 ones. A graph walk cannot do this: a query of a few words
+    shares a little with thousands of chunks, so no chunk is a near neighbour
+    (docs/benchmarks.md). Rows are appended; removed rows are flagged dead and dropped once
+    they are half. Posting lists are merged as they grow (a few lists at any time); a
+    word's dense column is made when all lists merge into one.
     """
 
     # Chunks scored from their int8 vectors: CANDIDATE_SHARE of them, at least CANDIDATES.
