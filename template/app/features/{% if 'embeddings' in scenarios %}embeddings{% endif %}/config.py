@@ -9,9 +9,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.core.config import settings_getter
 
-# Chunks from which a model's vectors are searched through the graph, unless set otherwise.
-DEFAULT_GRAPH_THRESHOLD = 20_000
-
 
 class EmbeddingsSettings(BaseSettings):
     """Upload limits, chunking, and which embedder turns text into vectors."""
@@ -42,9 +39,10 @@ class EmbeddingsSettings(BaseSettings):
     retry_base_seconds: float = Field(default=0.5, ge=0)
 
     # Search index (see index.py). Below this many chunks a search compares the query with
-    # every chunk (exact); from it on, it walks a usearch HNSW graph (approximate). Unset:
-    # 20,000 with a model's vectors (provider openai), never with the hashing embedder.
-    ann_threshold: int | None = Field(default=None, ge=0)
+    # every chunk (exact); from it on, it is approximate: a word index for the hashing
+    # embedder (a query's few words share a little with thousands of chunks, which no graph
+    # walk can rank), a usearch HNSW graph for a model's vectors (provider openai).
+    ann_threshold: int = Field(default=20_000, ge=0)
     # How the graph stores vectors: i8 takes a quarter of f32's memory and builds faster here;
     # the results are scored again from the stored float32 vectors, so only recall can differ.
     ann_dtype: Literal["f32", "f16", "i8"] = "i8"
@@ -55,16 +53,6 @@ class EmbeddingsSettings(BaseSettings):
     index_path: Path | None = None
     # A changed index is saved again at most this often (in a background thread).
     index_save_seconds: float = Field(default=300.0, gt=0)
-
-    @property
-    def graph_threshold(self) -> int | None:
-        """Chunks from which search walks the graph; None: it always compares every vector."""
-        if self.ann_threshold is not None:
-            return self.ann_threshold
-        # A model puts a query near the chunks it matches, which a graph walk follows. The
-        # hashing embedder does not: a few words share a little with thousands of chunks, and
-        # the graph found half of the exact top 10 at 100,000 chunks (docs/benchmarks.md).
-        return DEFAULT_GRAPH_THRESHOLD if self.provider == "openai" else None
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

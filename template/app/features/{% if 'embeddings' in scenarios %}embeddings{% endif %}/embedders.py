@@ -122,30 +122,48 @@ def _word_features(word: str, dimension: int) -> tuple[np.ndarray, np.ndarray]:
     return buckets, signs * np.array(weights)
 
 
+def word_counts(text: str) -> Counter[str]:
+    """The words the hashing embedder sees in `text`, with how often each occurs."""
+    words = WORD.findall(unicodedata.normalize("NFKC", text).casefold())
+    return Counter(word for word in words if word not in STOP_WORDS)
+
+
+def word_weight(count: int) -> float:
+    """Sublinear term frequency: a word repeated ten times is not ten times as telling."""
+    return 1.0 + math.log(count)
+
+
+HASHING_MODEL = "hashing-blake2b-v1"
+
+
 class HashingEmbedder:
-    """Offline and deterministic: feature hashing over words and character n-grams."""
+    """Offline and deterministic: feature hashing over words and character n-grams.
+
+    A text's vector is the normalised sum of its words' feature vectors, each weighted by
+    `word_weight` of its count: the search index relies on that (see index.WordStore).
+    """
 
     def __init__(self, dimension: int) -> None:
         self.dimension = dimension
 
     @property
     def model(self) -> str:
-        return "hashing-blake2b-v1"
+        return HASHING_MODEL
+
+    def word_features(self, word: str) -> tuple[np.ndarray, np.ndarray]:
+        """The buckets a word adds to, and the signed weight it adds to each."""
+        return _word_features(word, self.dimension)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float64)
         for row, text in enumerate(texts):
-            words = WORD.findall(unicodedata.normalize("NFKC", text).casefold())
-            counts = Counter(word for word in words if word not in STOP_WORDS)
+            counts = word_counts(text)
             if not counts:
                 continue
             buckets, weights = zip(
                 *(_word_features(word, self.dimension) for word in counts), strict=True
             )
-            # Sublinear term frequency: a word repeated ten times is not ten times as telling.
-            scale = np.repeat(
-                [1.0 + math.log(n) for n in counts.values()], [len(b) for b in buckets]
-            )
+            scale = np.repeat([word_weight(n) for n in counts.values()], [len(b) for b in buckets])
             vectors[row] = np.bincount(
                 np.concatenate(buckets),
                 weights=np.concatenate(weights) * scale,
