@@ -22,10 +22,21 @@ def configure_error_reporting() -> bool:
         dsn=settings.sentry_dsn.get_secret_value(),
         environment=settings.sentry_environment or get_security_settings().environment,
         release=settings.sentry_release or None,  # an empty line in .env means unset
-        # What clients sent stays here: no headers, bodies, addresses or cookies (the SDK's
-        # default without `send_default_pii`/`data_collection`), and no local variables in
-        # stack frames (a job's arguments are someone's email, a message).
-        include_local_variables=False,
+        # What clients sent stays here: no user, cookies, headers, query strings or bodies,
+        # and no local variables in stack frames (a job's arguments are someone's email, a
+        # message). Every category is named: sentry-sdk 3 collects what is left out.
+        data_collection={
+            "user_info": False,
+            "cookies": {"mode": "off"},
+            "http_headers": {"request": {"mode": "off"}},
+            "http_bodies": [],
+            "url_query_params": {"mode": "off"},
+            "graphql": {"document": False, "variables": False},
+            "gen_ai": {"inputs": False, "outputs": False},
+            "database_query_data": False,
+            "queues": False,
+            "stack_frame_variables": False,
+        },
         max_request_body_size="never",
         # Reported explicitly (`report_request_error`, `report_job_failure`), each once: the
         # integrations that would hook FastAPI, Celery and every error log line too are off,
