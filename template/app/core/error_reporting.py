@@ -37,7 +37,6 @@ def configure_error_reporting() -> bool:
             "queues": False,
             "stack_frame_variables": False,
         },
-        max_request_body_size="never",
         # Reported explicitly (`report_request_error`, `report_job_failure`), each once: the
         # integrations that would hook FastAPI, Celery and every error log line too are off,
         # and log lines are only breadcrumbs of an event.
